@@ -1,0 +1,1 @@
+"""Reconstruction algorithms against the SystemModel protocol only."""

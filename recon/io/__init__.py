@@ -1,0 +1,1 @@
+"""File formats: read, validate and convert to data objects; write results."""

@@ -1,0 +1,1 @@
+"""Analytic phantoms rasterised with sub-voxel sampling."""

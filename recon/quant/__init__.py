@@ -1,0 +1,1 @@
+"""Quantification: calibration, decay, SUV, VOI and lesion measures."""

@@ -1,0 +1,1 @@
+"""SPECT physics: system model, collimator response, attenuation, scatter."""
