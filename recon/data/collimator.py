@@ -81,10 +81,12 @@ class Collimator:
         return self.system_fwhm_mm(distance_mm, energy_kev) / FWHM_PER_SIGMA
 
 
-# Published geometry (hole diameter flat-to-flat for hexagonal holes), as tabulated in
-# the SIMIND Monte Carlo code's collimator table (collim.col, M. Ljungberg, Lund
-# University) and the vendors' data sheets; intrinsic FWHM at 140 keV from the
-# vendors' NEMA NU 1 specifications for 3/8" NaI(Tl) crystals.
+# Published geometry (hexagonal holes, diameter flat-to-flat) from the SIMIND Monte
+# Carlo code's collimator table (collim.col, M. Ljungberg, Lund University; the codes
+# below are its names), cross-checked against OpenGATE's Siemens Intevo and GE
+# Discovery NM670 models. The intrinsic FWHM (140 keV, 3/8" NaI) is the typical
+# vendor figure and was not confirmed from a data sheet: pass the measured value of
+# your camera with dataclasses.replace(preset, intrinsic_fwhm_mm=...).
 COLLIMATOR_PRESETS: dict[str, Collimator] = {
     c.name: c
     for c in (
@@ -94,6 +96,7 @@ COLLIMATOR_PRESETS: dict[str, Collimator] = {
         Collimator("GI-LEHR", 1.50, 35.00, 0.20, 3.9),  # GE Infinia / Discovery 670 LEHR
         Collimator("GI-MEGP", 3.00, 58.00, 1.05, 3.9),  # GE MEGP
         Collimator("PB-LEHR", 1.22, 27.00, 0.152, 3.3),  # Philips BrightView LEHR
+        Collimator("PB-MEGP", 3.40, 58.40, 0.86, 3.3),  # Philips BrightView MEGP
     )
 }
 

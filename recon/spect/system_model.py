@@ -1,0 +1,217 @@
+"""The parallel-hole SPECT system model and its per-subset linear operators.
+
+For view theta the expected photopeak counts are::
+
+    y_theta = PSF_d . Att_theta . Rot_theta x  (+ s_theta, the additive scatter term)
+
+- Rot_theta: bilinear rotation of the image into the view's frame (depth towards
+  the detector, columns across);
+- Att_theta: exp(-integral of mu from each voxel to the detector), from a mu-map
+  (1/mm) at the photopeak energy, computed once per study;
+- PSF_d: the distance-dependent Gaussian collimator-detector response, whose
+  variance at distance d from the collimator face, sigma(d)^2, follows the
+  collimator geometry (:mod:`recon.data.collimator`). d = R_theta - depth, with
+  R_theta the radius of rotation of that view, so non-circular orbits are exact.
+
+x is in counts per voxel over the acquisition of one view ("counts"): the sum of
+a projection equals the sum of the attenuated image. Quantification to Bq/mL
+divides by sensitivity x time x voxel volume (:mod:`recon.quant.calibration`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from kernels import spect_projector as projector
+from recon.backend import array_module, resolve_device, to_device, to_host
+from recon.data.collimator import Collimator
+from recon.data.grid import ImageGrid, Volume
+from recon.data.spect import SPECTGeometry
+
+logger = logging.getLogger(__name__)
+
+# mu above this fraction of water's counts as "inside the body" for the orbit check
+_BODY_MU_FRACTION_OF_WATER = 0.5
+
+
+def check_grid_matches(grid: ImageGrid, geometry: SPECTGeometry) -> None:
+    """Raise ValueError unless ``grid`` has the shape and spacing the projections define."""
+    expected = geometry.image_grid()
+    if grid.shape != expected.shape:
+        raise ValueError(
+            f"image grid shape {grid.shape} does not match the projections' grid {expected.shape} "
+            f"(rows, cols, cols)"
+        )
+    if not np.allclose(grid.spacing_mm, expected.spacing_mm, rtol=1e-4, atol=1e-4):
+        raise ValueError(f"image voxel spacing {grid.spacing_mm} mm does not match detector pixels {expected.spacing_mm} mm")
+
+
+def depth_offsets_mm(n_depth: int, pixel_mm: float) -> np.ndarray:
+    """Signed distance (mm) of each depth plane from the rotation axis towards the detector."""
+    return (np.arange(n_depth, dtype=np.float64) - (n_depth - 1) / 2.0) * pixel_mm
+
+
+def blur_increments(sigma_px: np.ndarray) -> np.ndarray:
+    """Variance increments (pixel^2) for incremental blurring, from per-plane sigma (n_views, n_depth).
+
+    Entry k < K is what plane k-1 and farther need beyond plane k; entry 0 is 0;
+    entry K is the nearest plane's own variance. sigma must not increase with k.
+    """
+    var = sigma_px.astype(np.float64) ** 2
+    inc = np.zeros((var.shape[0], var.shape[1] + 1), dtype=np.float64)
+    inc[:, 1:-1] = var[:, :-1] - var[:, 1:]
+    inc[:, -1] = var[:, -1]
+    return np.maximum(inc, 0.0)
+
+
+def check_orbit_clears_body(body_mask: np.ndarray, grid: ImageGrid, geometry: SPECTGeometry) -> None:
+    """Raise ValueError naming the view when any body voxel lies beyond that view's detector face."""
+    zyx = np.nonzero(body_mask.any(axis=0))
+    if zyx[0].size == 0:
+        return
+    _, dy, dx = grid.spacing_mm
+    ny, nx = body_mask.shape[1:]
+    y = (zyx[0] - (ny - 1) / 2.0) * dy
+    x = (zyx[1] - (nx - 1) / 2.0) * dx
+    theta = np.deg2rad(geometry.angles_deg)
+    for v, (t, r) in enumerate(zip(theta, geometry.radius_mm)):
+        reach = float(np.max(x * np.sin(t) - y * np.cos(t))) + 0.5 * max(dx, dy)
+        if reach > r:
+            raise ValueError(
+                f"orbit radius {r:.1f} mm at view {v} ({geometry.angles_deg[v]:.1f} deg) lies inside the body "
+                f"outline, which reaches {reach:.1f} mm from the rotation axis: check the radii / mu-map"
+            )
+
+
+class SPECTSystemModel:
+    """Parallel-hole SPECT forward model on one device, built once per study.
+
+    Parameters: geometry (orbit, detector), collimator, photon energy (keV),
+    optional mu-map Volume (1/mm at that energy, on the projections' grid),
+    ``psf`` to model the collimator-detector response, ``device``.
+    """
+
+    def __init__(
+        self,
+        geometry: SPECTGeometry,
+        collimator: Collimator,
+        photon_energy_kev: float,
+        mu_map: Volume | None = None,
+        psf: bool = True,
+        device: str = "auto",
+        grid: ImageGrid | None = None,
+    ) -> None:
+        self.geometry = geometry
+        self.collimator = collimator
+        self.photon_energy_kev = float(photon_energy_kev)
+        self.device = resolve_device(device)
+        self.grid = geometry.image_grid() if grid is None else grid
+        check_grid_matches(self.grid, geometry)
+        self.psf = bool(psf)
+        self.image_shape: tuple[int, int, int] = self.grid.shape
+        self.projection_shape: tuple[int, int, int] = (geometry.n_views, geometry.n_rows, geometry.n_cols)
+        self.n_depth = geometry.n_cols
+        self.proj_geometry = self._projector_geometry()
+        self._xp = array_module(to_device(np.zeros(1, np.float32), self.device))
+        self.attenuation = None
+        if mu_map is not None:
+            self.attenuation = self._attenuation_factors(mu_map)
+        self._workspaces: dict[int, projector.ProjectorWorkspace] = {}
+        self._all_views = self._xp.arange(geometry.n_views, dtype=self._xp.int64)
+
+    @property
+    def xp(self) -> Any:
+        """Array module (numpy or cupy) of this model's device."""
+        return self._xp
+
+    def _projector_geometry(self) -> projector.RotateSumGeometry:
+        g = self.geometry
+        pixel = g.pixel_size_mm
+        theta = np.deg2rad(g.angles_deg)
+        n_views, nk = g.n_views, self.n_depth
+        if self.psf:
+            distance = g.radius_mm[:, None] - depth_offsets_mm(nk, pixel)[None, :]
+            sigma_mm = self.collimator.system_sigma_mm(distance, self.photon_energy_kev)
+            var_c = blur_increments(sigma_mm / pixel)
+            var_z = blur_increments(sigma_mm / g.slice_thickness_mm)
+        else:
+            var_c = np.zeros((n_views, nk + 1))
+            var_z = np.zeros((n_views, nk + 1))
+        ny, nx = self.grid.shape[1:]
+        centers = np.array([(nk - 1) / 2.0, (g.n_cols - 1) / 2.0, (ny - 1) / 2.0, (nx - 1) / 2.0])
+        return projector.RotateSumGeometry(np.cos(theta), np.sin(theta), var_z, var_c, centers)
+
+    def _attenuation_factors(self, mu_map: Volume) -> Any:
+        same_sampling = mu_map.grid.shape == self.grid.shape and np.allclose(
+            mu_map.grid.spacing_mm, self.grid.spacing_mm, rtol=1e-4, atol=1e-4)
+        if not same_sampling:
+            raise ValueError(
+                f"mu-map grid (shape {mu_map.grid.shape}, spacing {mu_map.grid.spacing_mm} mm, origin "
+                f"{mu_map.grid.origin_mm} mm) differs from the reconstruction grid (shape {self.grid.shape}, "
+                f"spacing {self.grid.spacing_mm} mm): resample it onto the projections' grid first"
+            )
+        # the mu-map places the reconstruction in patient space
+        self.grid = mu_map.grid
+        mu = to_host(mu_map.data)
+        if (mu < 0).any():
+            raise ValueError(f"mu-map has negative attenuation coefficients (min {mu.min()} 1/mm)")
+        if mu.max() > 0.2:
+            raise ValueError(f"mu-map maximum {mu.max():.3g} 1/mm is implausible: units must be 1/mm, not 1/cm")
+        from recon.data.materials import linear_mu_per_mm  # noqa: PLC0415
+
+        water = linear_mu_per_mm("water", min(max(self.photon_energy_kev, 50.0), 600.0))
+        check_orbit_clears_body(mu > _BODY_MU_FRACTION_OF_WATER * water, self.grid, self.geometry)
+        n_bytes = self.geometry.n_views * self.image_shape[0] * self.n_depth * self.geometry.n_cols * 4
+        logger.info("attenuation factors: %d views, %.2f GiB on %s", self.geometry.n_views, n_bytes / 2**30, self.device)
+        mu_dev = to_device(np.ascontiguousarray(mu, dtype=np.float32), self.device)
+        return projector.attenuation_factors(mu_dev, self.proj_geometry, self.geometry.pixel_size_mm, self.geometry.n_cols)
+
+    def views_array(self, views: Any | None) -> Any:
+        """View indices as an int64 array on this model's device (all views when None)."""
+        if views is None:
+            return self._all_views
+        return self._xp.asarray(np.asarray(to_host(views), dtype=np.int64))
+
+    def workspace(self, n_views: int) -> projector.ProjectorWorkspace:
+        """Scratch buffers for up to ``n_views`` views, allocated once and reused."""
+        for size, ws in self._workspaces.items():
+            if size >= n_views:
+                return ws
+        nz = self.image_shape[0]
+        ws = projector.ProjectorWorkspace.allocate(self._xp, n_views, nz, self.n_depth, self.geometry.n_cols)
+        self._workspaces = {n_views: ws}
+        return ws
+
+    def forward(self, image: Any, views: Any | None = None, out: Any | None = None) -> Any:
+        """Expected counts (len(views), rows, cols) of image (z, y, x) without the additive term."""
+        v = self.views_array(views)
+        return projector.forward(image, self.proj_geometry, v, self.attenuation, self.workspace(v.size), out)
+
+    def back(self, proj: Any, views: Any | None = None, out: Any | None = None) -> Any:
+        """Adjoint of :meth:`forward`: image (z, y, x)."""
+        v = self.views_array(views)
+        return projector.back(proj, self.proj_geometry, v, self.image_shape, self.attenuation, self.workspace(v.size), out)
+
+    def subset_operator(self, views: Any) -> "SPECTViewsOperator":
+        """The linear operator restricted to ``views``."""
+        return SPECTViewsOperator(self, self.views_array(views))
+
+
+class SPECTViewsOperator:
+    """A LinearOperator for a subset of views: apply (image -> projections) and its exact adjoint."""
+
+    def __init__(self, model: SPECTSystemModel, views: Any) -> None:
+        self.model = model
+        self.views = views
+        self.in_shape: tuple[int, ...] = model.image_shape
+        self.out_shape: tuple[int, ...] = (int(views.size), model.geometry.n_rows, model.geometry.n_cols)
+
+    def apply(self, x: Any) -> Any:
+        """Forward projection of x for this subset's views."""
+        return self.model.forward(x, self.views)
+
+    def adjoint(self, y: Any) -> Any:
+        """Back projection of y for this subset's views."""
+        return self.model.back(y, self.views)
