@@ -14,16 +14,20 @@ from kernels import spect_math as sm
 
 _jit = numba.njit(cache=True, inline="always")
 _rotated_to_image = _jit(sm.rotated_to_image)
-_bilinear_sample = _jit(sm.bilinear_sample)
-_bilinear_scatter = _jit(sm.bilinear_scatter)
+_bilinear_setup = _jit(sm.bilinear_setup)
+_bilinear_sample = _jit(sm.make_bilinear_sample(_bilinear_setup))
 _blur_passes = _jit(sm.blur_passes)
 _blur3_axis0_at = _jit(sm.blur3_axis0_at)
 _blur3_axis1_at = _jit(sm.blur3_axis1_at)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _blur_plane(acc: np.ndarray, tmp: np.ndarray, var_z: float, var_c: float) -> None:
-    """In place: blur 2-D ``acc`` (z, c) by variances (pixel^2) ``var_z``, ``var_c`` via 3-tap passes."""
+    """In place: blur 2-D ``acc`` (z, c) by variances (pixel^2) ``var_z``, ``var_c`` via 3-tap passes.
+
+    Interior points use the 3-tap formula of :mod:`kernels.spect_math` written as
+    branch-free row operations (vectorisable); the edges call the shared functions.
+    """
     n = _blur_passes(var_z, var_c)
     if n == 0:
         return
@@ -32,17 +36,47 @@ def _blur_plane(acc: np.ndarray, tmp: np.ndarray, var_z: float, var_c: float) ->
     nz, nc = acc.shape
     for _ in range(n):
         for z in range(nz):
-            for c in range(nc):
-                tmp[z, c] = _blur3_axis0_at(acc, z, c, wz)
+            if 0 < z < nz - 1:
+                for c in range(nc):
+                    tmp[z, c] = (1.0 - 2.0 * wz) * acc[z, c] + wz * (acc[z - 1, c] + acc[z + 1, c])
+            else:
+                for c in range(nc):
+                    tmp[z, c] = _blur3_axis0_at(acc, z, c, wz)
         for z in range(nz):
-            for c in range(nc):
-                acc[z, c] = _blur3_axis1_at(tmp, z, c, wc)
+            acc[z, 0] = _blur3_axis1_at(tmp, z, 0, wc)
+            for c in range(1, nc - 1):
+                acc[z, c] = (1.0 - 2.0 * wc) * tmp[z, c] + wc * (tmp[z, c - 1] + tmp[z, c + 1])
+            if nc > 1:
+                acc[z, nc - 1] = _blur3_axis1_at(tmp, z, nc - 1, wc)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(cache=True)
+def _plane_taps(k, nc, ny, nx, cos_t, sin_t, kc, cc, cy, cx, yy, xx, ww):
+    """Bilinear taps of every column of rotated plane k: yy/xx (nc, 2) indices, ww (nc, 4) weights.
+
+    Returns True when any tap falls inside the image.
+    """
+    inside = False
+    for c in range(nc):
+        iy, ix = _rotated_to_image(k, c, cos_t, sin_t, kc, cc, cy, cx)
+        y0, y1, x0, x1, w00, w01, w10, w11 = _bilinear_setup(iy, ix, ny, nx)
+        yy[c, 0] = y0
+        yy[c, 1] = y1
+        xx[c, 0] = x0
+        xx[c, 1] = x1
+        ww[c, 0] = w00
+        ww[c, 1] = w01
+        ww[c, 2] = w10
+        ww[c, 3] = w11
+        if w00 + w01 + w10 + w11 > 0.0:
+            inside = True
+    return inside
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def forward_views(image, att, use_att, views, cos_t, sin_t, var_z, var_c, centers, out):
     """out[i] = projection of ``image`` for view ``views[i]`` (rotate, attenuate, depth-blur, sum)."""
-    nz = image.shape[0]
+    nz, ny, nx = image.shape
     nk = var_z.shape[1] - 1
     nc = out.shape[2]
     kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
@@ -50,25 +84,33 @@ def forward_views(image, att, use_att, views, cos_t, sin_t, var_z, var_c, center
         v = views[i]
         acc = np.zeros((nz, nc), dtype=np.float32)
         tmp = np.empty((nz, nc), dtype=np.float32)
-        pos_y = np.empty(nc, dtype=np.float64)
-        pos_x = np.empty(nc, dtype=np.float64)
+        yy = np.empty((nc, 2), dtype=np.int64)
+        xx = np.empty((nc, 2), dtype=np.int64)
+        ww = np.empty((nc, 4), dtype=np.float32)
+        started = False  # blurring zeros is a no-op: skip it until the first non-zero plane
         for k in range(nk):
-            _blur_plane(acc, tmp, var_z[v, k], var_c[v, k])
-            for c in range(nc):
-                pos_y[c], pos_x[c] = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
+            if started:
+                _blur_plane(acc, tmp, var_z[v, k], var_c[v, k])
+            if not _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, yy, xx, ww):
+                continue
+            plane_sum = 0.0
             for z in range(nz):
                 for c in range(nc):
-                    val = _bilinear_sample(image, z, pos_y[c], pos_x[c])
+                    val = (ww[c, 0] * image[z, yy[c, 0], xx[c, 0]] + ww[c, 1] * image[z, yy[c, 0], xx[c, 1]]
+                           + ww[c, 2] * image[z, yy[c, 1], xx[c, 0]] + ww[c, 3] * image[z, yy[c, 1], xx[c, 1]])
                     if use_att:
                         val *= att[v, z, k, c]
                     acc[z, c] += val
+                    plane_sum += abs(val)
+            if plane_sum > 0.0:
+                started = True
         _blur_plane(acc, tmp, var_z[v, nk], var_c[v, nk])
         for z in range(nz):
             for c in range(nc):
                 out[i, z, c] = acc[z, c]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def back_views_to_planes(proj, att, use_att, views, var_z, var_c, planes):
     """Adjoint of the blur-and-sum part: planes[i, z, k, c] = gradient w.r.t. rotated plane k of view i."""
     nz = proj.shape[1]
@@ -92,38 +134,58 @@ def back_views_to_planes(proj, att, use_att, views, var_z, var_c, planes):
             _blur_plane(acc, tmp, var_z[v, k], var_c[v, k])
 
 
-@numba.njit(parallel=True, cache=True)
-def scatter_planes_to_image(planes, views, cos_t, sin_t, centers, out):
-    """Adjoint of the rotation: out[z] += bilinear scatter of planes[i, z] for every view (parallel over z)."""
-    nz = out.shape[0]
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def scatter_planes_to_image(planes, views, cos_t, sin_t, centers, n_blocks, out):
+    """Adjoint of the rotation: out[z] += bilinear scatter of planes[i, z] for every view.
+
+    Parallel over blocks of slices, so no two threads write the same voxel; the
+    taps of each rotated sample are computed once per block.
+    """
+    nz, ny, nx = out.shape
     nk = planes.shape[2]
     nc = planes.shape[3]
     kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
-    for z in prange(nz):
+    n_blocks = max(1, min(nz, n_blocks))
+    for b in prange(n_blocks):
+        z_lo = (b * nz) // n_blocks
+        z_hi = ((b + 1) * nz) // n_blocks
+        yy = np.empty((nc, 2), dtype=np.int64)
+        xx = np.empty((nc, 2), dtype=np.int64)
+        ww = np.empty((nc, 4), dtype=np.float32)
         for i in range(views.size):
             v = views[i]
             for k in range(nk):
-                for c in range(nc):
-                    val = planes[i, z, k, c]
-                    if val != 0.0:
-                        iy, ix = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
-                        _bilinear_scatter(out, z, iy, ix, val)
+                if not _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, yy, xx, ww):
+                    continue
+                for z in range(z_lo, z_hi):
+                    for c in range(nc):
+                        val = planes[i, z, k, c]
+                        out[z, yy[c, 0], xx[c, 0]] += ww[c, 0] * val
+                        out[z, yy[c, 0], xx[c, 1]] += ww[c, 1] * val
+                        out[z, yy[c, 1], xx[c, 0]] += ww[c, 2] * val
+                        out[z, yy[c, 1], xx[c, 1]] += ww[c, 3] * val
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def attenuation_factors(mu, views, cos_t, sin_t, centers, step_mm, out):
-    """out[v, z, k, c] = exp(-line integral of mu (1/mm) from the centre of plane k to the detector)."""
-    nz = mu.shape[0]
+    """out[i, z, k, c] = exp(-line integral of mu (1/mm) from the centre of plane k to the detector)."""
+    nz, ny, nx = mu.shape
     nk = out.shape[2]
     nc = out.shape[3]
     kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
     for i in prange(views.size):
         v = views[i]
-        cum = np.zeros((nz, nc), dtype=np.float64)
+        cum = np.zeros((nz, nc), dtype=np.float32)
+        yy = np.empty((nc, 2), dtype=np.int64)
+        xx = np.empty((nc, 2), dtype=np.int64)
+        ww = np.empty((nc, 4), dtype=np.float32)
+        step = np.float32(step_mm)
+        half = np.float32(0.5)
         for k in range(nk - 1, -1, -1):
-            for c in range(nc):
-                iy, ix = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
-                for z in range(nz):
-                    m = _bilinear_sample(mu, z, iy, ix) * step_mm
-                    out[i, z, k, c] = math.exp(-(cum[z, c] + 0.5 * m))
+            _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, yy, xx, ww)
+            for z in range(nz):
+                for c in range(nc):
+                    m = step * (ww[c, 0] * mu[z, yy[c, 0], xx[c, 0]] + ww[c, 1] * mu[z, yy[c, 0], xx[c, 1]]
+                                   + ww[c, 2] * mu[z, yy[c, 1], xx[c, 0]] + ww[c, 3] * mu[z, yy[c, 1], xx[c, 1]])
+                    out[i, z, k, c] = math.exp(-(cum[z, c] + half * m))
                     cum[z, c] += m

@@ -20,17 +20,18 @@ from numba import cuda
 
 from kernels import spect_math as sm
 
-_dev = cuda.jit(device=True, inline=True)
+_dev = cuda.jit(device=True, inline="always")
 _rotated_to_image = _dev(sm.rotated_to_image)
 _image_to_rotated = _dev(sm.image_to_rotated)
-_bilinear_sample = _dev(sm.bilinear_sample)
+_bilinear_setup = _dev(sm.bilinear_setup)
+_bilinear_sample = _dev(sm.make_bilinear_sample(_bilinear_setup))
 _bilinear_weight = _dev(sm.bilinear_weight)
 _blur_passes = _dev(sm.blur_passes)
 _blur3_axis0_at = _dev(sm.blur3_axis0_at)
 _blur3_axis1_at = _dev(sm.blur3_axis1_at)
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def _block_blur(acc, tmp, var_z, var_c):
     """Blur 2-D ``acc`` in place, all threads of the block cooperating."""
     n = _blur_passes(var_z, var_c)

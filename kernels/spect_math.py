@@ -41,50 +41,42 @@ def image_to_rotated(iy: float, ix: float, cos_t: float, sin_t: float,
     return kc + dx * sin_t - dy * cos_t, cc + dx * cos_t + dy * sin_t
 
 
-def bilinear_sample(vol, z: int, iy: float, ix: float) -> float:
-    """Bilinear interpolation of ``vol[z]`` at fractional (iy, ix); zero outside."""
-    ny = vol.shape[1]
-    nx = vol.shape[2]
+def bilinear_setup(iy: float, ix: float, ny: int, nx: int) -> tuple[int, int, int, int, float, float, float, float]:
+    """Taps of a bilinear sample at fractional (iy, ix) on an ny x nx plane.
+
+    Returns (y0, y1, x0, x1, w00, w01, w10, w11): tap indices clamped into the
+    plane and weights, zero for taps outside it (zero padding).
+    """
     y0f = math.floor(iy)
     x0f = math.floor(ix)
     y0 = int(y0f)
     x0 = int(x0f)
     fy = iy - y0f
     fx = ix - x0f
-    total = 0.0
-    if 0 <= y0 < ny:
-        if 0 <= x0 < nx:
-            total += (1.0 - fy) * (1.0 - fx) * vol[z, y0, x0]
-        if 0 <= x0 + 1 < nx:
-            total += (1.0 - fy) * fx * vol[z, y0, x0 + 1]
-    if 0 <= y0 + 1 < ny:
-        if 0 <= x0 < nx:
-            total += fy * (1.0 - fx) * vol[z, y0 + 1, x0]
-        if 0 <= x0 + 1 < nx:
-            total += fy * fx * vol[z, y0 + 1, x0 + 1]
-    return total
+    wy0 = 1.0 - fy if 0 <= y0 < ny else 0.0
+    wy1 = fy if 0 <= y0 + 1 < ny else 0.0
+    wx0 = 1.0 - fx if 0 <= x0 < nx else 0.0
+    wx1 = fx if 0 <= x0 + 1 < nx else 0.0
+    y0c = min(max(y0, 0), ny - 1)
+    y1c = min(max(y0 + 1, 0), ny - 1)
+    x0c = min(max(x0, 0), nx - 1)
+    x1c = min(max(x0 + 1, 0), nx - 1)
+    return y0c, y1c, x0c, x1c, wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
 
 
-def bilinear_scatter(vol, z: int, iy: float, ix: float, value: float) -> None:
-    """Adjoint of :func:`bilinear_sample`: add ``value`` into ``vol[z]`` with the same weights."""
-    ny = vol.shape[1]
-    nx = vol.shape[2]
-    y0f = math.floor(iy)
-    x0f = math.floor(ix)
-    y0 = int(y0f)
-    x0 = int(x0f)
-    fy = iy - y0f
-    fx = ix - x0f
-    if 0 <= y0 < ny:
-        if 0 <= x0 < nx:
-            vol[z, y0, x0] += (1.0 - fy) * (1.0 - fx) * value
-        if 0 <= x0 + 1 < nx:
-            vol[z, y0, x0 + 1] += (1.0 - fy) * fx * value
-    if 0 <= y0 + 1 < ny:
-        if 0 <= x0 < nx:
-            vol[z, y0 + 1, x0] += fy * (1.0 - fx) * value
-        if 0 <= x0 + 1 < nx:
-            vol[z, y0 + 1, x0 + 1] += fy * fx * value
+def make_bilinear_sample(setup):
+    """Build ``bilinear_sample(vol, z, iy, ix)`` around a compiled :func:`bilinear_setup`.
+
+    Compiled functions can only call compiled functions, so each target passes
+    its own compiled ``setup``; the formula stays here, once.
+    """
+
+    def bilinear_sample(vol, z, iy, ix):
+        """Bilinear interpolation of ``vol[z]`` at fractional (iy, ix); zero outside."""
+        y0, y1, x0, x1, w00, w01, w10, w11 = setup(iy, ix, vol.shape[1], vol.shape[2])
+        return w00 * vol[z, y0, x0] + w01 * vol[z, y0, x1] + w10 * vol[z, y1, x0] + w11 * vol[z, y1, x1]
+
+    return bilinear_sample
 
 
 def bilinear_weight(py: float, px: float, iy: int, ix: int) -> float:

@@ -224,5 +224,7 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
         from kernels import spect_cpu  # noqa: PLC0415
 
         spect_cpu.back_views_to_planes(proj, att_arr, use_att, views, var_z, var_c, planes)
-        spect_cpu.scatter_planes_to_image(planes, views, cos_t, sin_t, centers, out)
+        import numba  # noqa: PLC0415
+
+        spect_cpu.scatter_planes_to_image(planes, views, cos_t, sin_t, centers, 4 * numba.get_num_threads(), out)
     return out
