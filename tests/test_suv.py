@@ -261,6 +261,13 @@ def test_gml_default_bw_and_lbm_stored():
     assert factor(ds2)[0] == 1.0
 
 
+def test_gml_ibw_with_sex_other_uses_mean_of_sexes():
+    # H = 175 cm: IBW male 48.0 + 1.06*23, female 45.5 + 0.91*23, "O" their mean
+    ibw_o = 0.5 * ((48.0 + 1.06 * 23) + (45.5 + 0.91 * 23))
+    ds = make_ds(Units="GML", SUVType="IBW", PatientSex="O")
+    assert factor(ds, "bw")[0] == pytest.approx(W_KG / ibw_o, rel=1e-12)
+
+
 def test_cm2ml_to_bw():
     bsa_cm2 = 0.007184 * W_KG**0.425 * 175.0**0.725 * 1e4
     assert factor(make_ds(Units="CM2ML", SUVType="BSA"))[0] == pytest.approx(W_KG * 1000 / bsa_cm2, rel=1e-12)
