@@ -68,6 +68,18 @@ class AcquisitionProtocol:
         return SPECTGeometry(angles, radius, n_rows, n_cols, pixel_size_mm, slice_mm)
 
 
+def circular_orbit_radius_mm(mu_map: Volume, margin_mm: float = 10.0, body_mu_per_mm: float = 0.005) -> float:
+    """Radius (mm) of a circular orbit clearing the body outline (mu > ``body_mu_per_mm``) by ``margin_mm``."""
+    mu = to_host(mu_map.data)
+    _, dy, dx = mu_map.grid.spacing_mm
+    ny, nx = mu_map.grid.shape[1:]
+    yy, xx = np.nonzero((mu > body_mu_per_mm).any(axis=0))
+    if yy.size == 0:
+        raise ValueError("mu-map has no body voxels to fit an orbit around")
+    reach = np.hypot((np.abs(yy - (ny - 1) / 2) + 0.5) * dy, (np.abs(xx - (nx - 1) / 2) + 0.5) * dx).max()
+    return float(reach + margin_mm)
+
+
 def counts_per_bq_per_ml(voxel_volume_ml: float, sensitivity_cps_per_mbq: float, frame_duration_s: float) -> float:
     """Detected counts per view per unit concentration (counts per Bq/mL) for one voxel."""
     return voxel_volume_ml * sensitivity_cps_per_mbq * 1e-6 * frame_duration_s

@@ -144,6 +144,8 @@ class SPECTSystemModel:
         return projector.RotateSumGeometry(np.cos(theta), np.sin(theta), var_z, var_c, centers)
 
     def _attenuation_factors(self, mu_map: Volume) -> Any:
+        if mu_map.unit != "1/mm":
+            raise ValueError(f"mu-map unit must be '1/mm', got {mu_map.unit!r}")
         same_sampling = mu_map.grid.shape == self.grid.shape and np.allclose(
             mu_map.grid.spacing_mm, self.grid.spacing_mm, rtol=1e-4, atol=1e-4)
         if not same_sampling:

@@ -1,0 +1,1 @@
+"""Runnable benchmarks; results as JSON in benchmarks/results/."""

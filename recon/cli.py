@@ -1,0 +1,36 @@
+"""The ``recon`` command: subcommands live in recon.commands, one module each."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from recon import __version__
+from recon.commands import demo, spect, suv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recon", description="Quantitative SPECT/PET reconstruction.")
+    parser.add_argument("--version", action="version", version=f"recon {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (demo, spect, suv):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, MemoryError, RuntimeError, KeyError) as exc:
+        logging.getLogger("recon").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
