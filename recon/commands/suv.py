@@ -1,0 +1,157 @@
+"""``recon suv SERIES_DIR [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a PET series.
+
+Reads the DICOM series, converts it to SUV (body weight by default) following
+the DICOM conventions in :mod:`recon.quant.suv`, prints statistics inside the
+mask (a NIfTI-1 .nii/.nii.gz or a NumPy .npy (z, y, x) array; the whole image
+without one) and, with ``--lesions``, a per-lesion table with positions in
+patient coordinates (LPS mm) and a comparison of each SUVmax with the cut-offs
+(reported as above/below cut-off, never as a diagnosis). ``--json`` writes
+the same as a machine-readable report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``suv`` subcommand to an argparse subparsers object."""
+    from recon.quant.suv import SUV_KINDS  # noqa: PLC0415
+    from recon.quant.voi import BONE_SPECT_TC99M_CUTOFFS  # noqa: PLC0415
+
+    p = subparsers.add_parser(
+        "suv",
+        help="SUV statistics of a PET DICOM series (optionally in a mask, with a lesion table)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    p.add_argument("series", metavar="SERIES_DIR", help="directory with the DICOM image series (one slice per file)")
+    p.add_argument("--mask", metavar="MASK", help="VOI mask: NIfTI-1 .nii/.nii.gz (mapped by its affine) or .npy (z, y, x)")
+    p.add_argument("--lesions", action="store_true", help="segment lesions and print a per-lesion table")
+    p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
+    p.add_argument("--suv-type", default="bw", choices=SUV_KINDS, help="SUV normalisation (default: bw)")
+    p.add_argument("--reference-time", default="qiba", choices=("qiba", "backcompute", "series"),
+                   help="how to find the decay-correction reference time for DecayCorrection START (default: qiba)")
+    p.add_argument("--weight-kg", type=float, help="patient weight (kg), overrides PatientWeight")
+    p.add_argument("--height-m", type=float, help="patient height (m), overrides PatientSize")
+    p.add_argument("--sex", choices=("M", "F", "O"), help="patient sex, overrides PatientSex")
+    p.add_argument("--dose-mbq", type=float, help="injected activity (MBq), overrides RadionuclideTotalDose")
+    p.add_argument("--half-life-s", type=float, help="half-life (s), overrides RadionuclideHalfLife")
+    p.add_argument("--threshold", type=float, default=2.5,
+                   help="lesions: fixed SUV threshold, also the seed threshold for --percent (default 2.5)")
+    p.add_argument("--percent", type=float, help="lesions: percent of each lesion's local max (e.g. 41)")
+    p.add_argument("--min-volume-ml", type=float, default=0.0, help="lesions: drop lesions smaller than this (mL)")
+    p.add_argument("--cutoffs", type=float, nargs="*", default=list(BONE_SPECT_TC99M_CUTOFFS),
+                   help="SUVmax cut-offs to compare lesions with (default: 7.40 11.26, Tc-99m bone SPECT/CT)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _load_mask(path: str, grid: Any) -> np.ndarray:
+    from recon.io.nifti import read_nifti, resample_to_grid  # noqa: PLC0415
+
+    p = Path(path)
+    if p.suffix == ".npy":
+        m = np.load(p)
+        if m.shape != grid.shape:
+            raise ValueError(f"mask {p} has shape {m.shape}, the series grid is {grid.shape} (z, y, x)")
+        return m > 0
+    if p.name.endswith((".nii", ".nii.gz")):
+        return resample_to_grid(read_nifti(p), grid) > 0
+    raise ValueError(f"mask {p}: unsupported format (use .nii, .nii.gz or .npy)")
+
+
+def _fmt_stats(name: str, st: Any) -> str:
+    x, y, z = st.max_position_mm
+    return (
+        f"{name}: {st.n_voxels} voxels, {st.volume_ml:.2f} mL\n"
+        f"  SUVmax {st.max:.3f} at LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm   SUVmean {st.mean:.3f}   "
+        f"SUVmin {st.min:.3f}   SUVmedian {st.median:.3f}\n"
+        f"  SUVpeak (1 mL, search) {st.peak_search:.3f}   SUVpeak (1 mL, max-centred) {st.peak_max_centred:.3f}   "
+        f"total uptake {st.total_uptake:.2f} {st.unit.split(' ')[0]}.mL"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``recon suv``; returns the process exit status (0 success, 2 bad input)."""
+    from recon.io.dicom_pet import DicomSeriesError, read_pet_series  # noqa: PLC0415
+    from recon.io.nifti import NiftiError  # noqa: PLC0415
+    from recon.quant.suv import SUVError  # noqa: PLC0415
+    from recon.quant.voi import CUTOFF_DISCLAIMER, lesion_table, segment_lesions, voi_statistics  # noqa: PLC0415
+
+    try:
+        series = read_pet_series(args.series)
+        overrides: dict[str, Any] = {"reference_time": getattr(args, "reference_time", "qiba")}
+        for key, attr in (("weight_kg", "weight_kg"), ("height_m", "height_m"), ("sex", "sex"),
+                          ("half_life_s", "half_life_s")):
+            if getattr(args, attr, None) is not None:
+                overrides[key] = getattr(args, attr)
+        if getattr(args, "dose_mbq", None) is not None:
+            overrides["dose_bq"] = args.dose_mbq * 1e6
+        suv_vol, conv = series.suv(getattr(args, "suv_type", "bw"), **overrides)
+        mask = _load_mask(args.mask, suv_vol.grid) if getattr(args, "mask", None) else np.ones(suv_vol.grid.shape, bool)
+        if not mask.any():
+            raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")
+        stats = voi_statistics(suv_vol, mask)
+    except (SUVError, DicomSeriesError, NiftiError, ValueError, FileNotFoundError) as exc:
+        print(f"recon suv: error: {exc}", file=sys.stderr)
+        return 2
+
+    report: dict[str, Any] = {
+        "series": series.info,
+        "grid": {"shape_zyx": list(suv_vol.grid.shape), "spacing_mm_zyx": list(suv_vol.grid.spacing_mm),
+                 "origin_mm_xyz": list(suv_vol.grid.origin_mm)},
+        "suv": {"kind": conv.kind, "unit": conv.unit, **conv.details},
+        "voi": {"mask": getattr(args, "mask", None) or "whole image", **stats.to_dict()},
+    }
+    info = series.info
+    print(f"Series {info['series_description']!r} ({info['modality']}, {info['manufacturer']}), "
+          f"{suv_vol.grid.shape[0]}x{suv_vol.grid.shape[1]}x{suv_vol.grid.shape[2]} voxels")
+    d = conv.details
+    dose = f"{d['dose_bq'] / 1e6:.2f} MBq" if d.get("dose_bq") else "not used"
+    ref = f", reference {d['reference_datetime']} ({d.get('reference_source')})" if "reference_datetime" in d else ""
+    print(f"SUV{conv.kind} [{conv.unit}] from Units {d.get('units')}, DecayCorrection {d.get('decay_correction')}; "
+          f"weight {d.get('weight_kg')} kg, dose {dose}{ref}")
+    for note in d.get("notes", []):
+        print(f"  note: {note}")
+    print(_fmt_stats(report["voi"]["mask"], stats))
+
+    if getattr(args, "lesions", False):
+        labels, n = segment_lesions(
+            suv_vol, threshold=args.threshold, percent_of_max=args.percent,
+            within=mask, min_volume_ml=args.min_volume_ml,
+        )
+        table = lesion_table(suv_vol, labels, cutoffs=args.cutoffs)
+        method = f"{args.percent:g}% of local max (seeds >= {args.threshold:g})" if args.percent else f"SUV >= {args.threshold:g}"
+        report["lesions"] = {"method": method, "cutoff_note": CUTOFF_DISCLAIMER, "table": [r.to_dict() for r in table]}
+        print(f"Lesions ({method}): {n}")
+        print(f"{'#':>3} {'vol mL':>8} {'SUVmax':>8} {'SUVpeak':>8} {'SUVmean':>8}  {'max at LPS x, y, z (mm)':<28} cut-offs")
+        for r in table:
+            s = r.stats
+            pos = ", ".join(f"{c:.1f}" for c in s.max_position_mm)
+            cuts = "; ".join(f"{c['relation']} {c['cutoff']:g}" for c in r.cutoffs)
+            print(f"{r.label:>3} {s.volume_ml:>8.2f} {s.max:>8.3f} {s.peak_search:>8.3f} {s.mean:>8.3f}  {pos:<28} {cuts}")
+        if table and args.cutoffs:
+            print(f"({CUTOFF_DISCLAIMER})")
+
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(report, indent=2, default=_json_default))
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
