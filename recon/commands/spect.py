@@ -1,15 +1,27 @@
-"""``recon spect INPUT -o OUT.h5``: reconstruct a SPECT acquisition (our HDF5) with OSEM."""
+"""``recon spect INPUT -o OUT.h5``: reconstruct a SPECT acquisition with OSEM.
+
+INPUT is our HDF5 projections file (with its mu-map) or a DICOM NM multi-frame
+file (Siemens/GE layouts; ``--ct DIR`` gives the CT series for attenuation).
+``--calibration S`` (system sensitivity, cps/MBq) converts the result to Bq/mL,
+decay-corrected over the acquisition and, with ``--reference-time``, to that time.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from recon.backend import DEVICES
+from recon.data.grid import Volume
+from recon.data.spect import SPECTAcquisition
 from recon.io.hdf5 import read_mu_map, read_projections, write_volume
+from recon.quant.calibration import SPECTCalibration, calibrate
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 
 logger = logging.getLogger(__name__)
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def add_recon_options(p: argparse.ArgumentParser) -> None:
@@ -30,23 +42,77 @@ def options_from_args(args: argparse.Namespace) -> SPECTReconOptions:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__)
-    p.add_argument("input", type=Path, help="projections: recon HDF5 (.h5)")
+    p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Path, help="projections: recon HDF5 (.h5) or DICOM NM file")
     p.add_argument("-o", "--output", type=Path, required=True, help="output volume (.h5)")
+    p.add_argument("--ct", type=Path, help="CT series directory for the mu-map (DICOM input)")
+    p.add_argument("--collimator", help="collimator preset, overriding the file's (e.g. SY-LEHR)")
+    p.add_argument("--calibration", type=float, metavar="CPS_PER_MBQ",
+                   help="system sensitivity (cps/MBq): write Bq/mL instead of counts")
+    p.add_argument("--reference-time", type=datetime.fromisoformat, metavar="ISO",
+                   help="decay-correct Bq/mL to this time (e.g. 2026-11-25T08:00:00); needs --calibration")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_recon_options(p)
     p.set_defaults(func=run)
 
 
+def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple[SPECTAcquisition, Volume | None]:
+    """Projections and mu-map from our HDF5 or from DICOM NM (+ CT)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == _HDF5_SIGNATURE:
+        if ct_dir is not None:
+            raise ValueError("--ct applies to DICOM input; the HDF5 file carries its own mu-map")
+        acq = read_projections(path)
+        if collimator:
+            from recon.data.collimator import get_collimator  # noqa: PLC0415
+            from dataclasses import replace  # noqa: PLC0415
+
+            acq = replace(acq, collimator=get_collimator(collimator))
+        return acq, read_mu_map(path)
+    from recon.io.dicom_nm import nm_image_grid, read_nm  # noqa: PLC0415
+
+    acq = read_nm(path, collimator=collimator)
+    mu = None
+    if ct_dir is not None:
+        from recon.io.dicom_ct import ct_to_mu_map, read_ct_series  # noqa: PLC0415
+
+        mu = ct_to_mu_map(read_ct_series(ct_dir), nm_image_grid(acq), acq.photon_energy_kev)
+    return acq, mu
+
+
+def acquisition_duration_s(acq: SPECTAcquisition) -> float:
+    """Wall time of the whole acquisition (s): views per detector x time per view."""
+    n_detectors = int(acq.metadata.get("n_detectors", 1) or 1)
+    return acq.geometry.n_views / n_detectors * acq.frame_duration_s
+
+
 def run(args: argparse.Namespace) -> int:
     if args.output.resolve() == args.input.resolve():
         raise ValueError("output path equals the input path; refusing to overwrite the input")
-    acq = read_projections(args.input)
-    mu = read_mu_map(args.input)
+    if args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; refusing to overwrite (pass --overwrite)")
+    if args.reference_time is not None and args.calibration is None:
+        raise ValueError("--reference-time needs --calibration")
+    acq, mu = load_input(args.input, args.ct, args.collimator)
     opts = options_from_args(args)
     if opts.attenuation and mu is None:
-        raise ValueError(f"{args.input} holds no mu-map: add one, or pass --no-attenuation")
+        raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
+                         "or pass --no-attenuation")
     volume = reconstruct_spect(acq, mu, opts)
+    if args.calibration is not None:
+        start = acq.metadata.get("acquisition_start")
+        start_dt = datetime.fromisoformat(start) if isinstance(start, str) else start
+        if args.reference_time is not None and start_dt is None:
+            raise ValueError("--reference-time needs the acquisition start time, which the input does not give")
+        half_life = None if acq.radionuclide in ("", "unknown") else acq.radionuclide
+        duration = acquisition_duration_s(acq) if half_life else 0.0
+        cal = SPECTCalibration(args.calibration, acq.frame_duration_s, half_life, duration, start_dt,
+                               args.reference_time)
+        volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
     return 0

@@ -510,6 +510,14 @@ def read_nm(
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "") or ""),
         "dicom_header": header,
     }
+    acq_date = str(ds.get("AcquisitionDate", "") or ds.get("SeriesDate", "") or "")
+    acq_time = str(ds.get("AcquisitionTime", "") or ds.get("SeriesTime", "") or "")
+    if acq_date and acq_time:
+        from recon.quant.suv import parse_dicom_datetime  # noqa: PLC0415
+
+        start = parse_dicom_datetime(acq_date + acq_time)
+        if start is not None:
+            metadata["acquisition_start"] = start.isoformat()
     if frame_centres:
         metadata["frame_center_mm"] = tuple(float(c) for c in np.mean(frame_centres, axis=0))
     return SPECTAcquisition(

@@ -49,6 +49,9 @@ def _atomic_write(p: Path, write: Any) -> None:
 
 
 def _json_safe(meta: dict[str, Any]) -> str:
+    """JSON of the metadata; values with no JSON form (e.g. a DICOM header object) are left out."""
+    meta = {k: v for k, v in meta.items() if not hasattr(v, "to_json_dict")}
+
     def default(o: Any) -> Any:
         if isinstance(o, np.generic):
             return o.item()
