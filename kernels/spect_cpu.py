@@ -51,32 +51,37 @@ def _blur_plane(acc: np.ndarray, tmp: np.ndarray, var_z: float, var_c: float) ->
 
 
 @numba.njit(cache=True)
-def _plane_taps(k, nc, ny, nx, cos_t, sin_t, kc, cc, cy, cx, yy, xx, ww):
-    """Bilinear taps of every column of rotated plane k: yy/xx (nc, 2) indices, ww (nc, 4) weights.
+def _plane_taps(k, nc, ny, nx, cos_t, sin_t, kc, cc, cy, cx, offs, ww):
+    """Bilinear taps of every column of rotated plane k, as flat in-slice offsets (y * nx + x).
 
-    Returns True when any tap falls inside the image.
+    Fills offs (nc, 4) and ww (nc, 4); returns (c_lo, c_hi), the columns whose taps touch
+    the image (c_lo >= c_hi when none do).
     """
-    inside = False
+    c_lo = nc
+    c_hi = 0
     for c in range(nc):
         iy, ix = _rotated_to_image(k, c, cos_t, sin_t, kc, cc, cy, cx)
         y0, y1, x0, x1, w00, w01, w10, w11 = _bilinear_setup(iy, ix, ny, nx)
-        yy[c, 0] = y0
-        yy[c, 1] = y1
-        xx[c, 0] = x0
-        xx[c, 1] = x1
+        offs[c, 0] = y0 * nx + x0
+        offs[c, 1] = y0 * nx + x1
+        offs[c, 2] = y1 * nx + x0
+        offs[c, 3] = y1 * nx + x1
         ww[c, 0] = w00
         ww[c, 1] = w01
         ww[c, 2] = w10
         ww[c, 3] = w11
         if w00 + w01 + w10 + w11 > 0.0:
-            inside = True
-    return inside
+            if c < c_lo:
+                c_lo = c
+            c_hi = c + 1
+    return c_lo, c_hi
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def forward_views(image, att, use_att, views, cos_t, sin_t, var_z, var_c, centers, out):
     """out[i] = projection of ``image`` for view ``views[i]`` (rotate, attenuate, depth-blur, sum)."""
     nz, ny, nx = image.shape
+    img = image.reshape(nz, ny * nx)
     nk = var_z.shape[1] - 1
     nc = out.shape[2]
     kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
@@ -84,20 +89,18 @@ def forward_views(image, att, use_att, views, cos_t, sin_t, var_z, var_c, center
         v = views[i]
         acc = np.zeros((nz, nc), dtype=np.float32)
         tmp = np.empty((nz, nc), dtype=np.float32)
-        yy = np.empty((nc, 2), dtype=np.int64)
-        xx = np.empty((nc, 2), dtype=np.int64)
+        offs = np.empty((nc, 4), dtype=np.int64)
         ww = np.empty((nc, 4), dtype=np.float32)
         started = False  # blurring zeros is a no-op: skip it until the first non-zero plane
         for k in range(nk):
             if started:
                 _blur_plane(acc, tmp, var_z[v, k], var_c[v, k])
-            if not _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, yy, xx, ww):
-                continue
+            c_lo, c_hi = _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, offs, ww)
             plane_sum = 0.0
             for z in range(nz):
-                for c in range(nc):
-                    val = (ww[c, 0] * image[z, yy[c, 0], xx[c, 0]] + ww[c, 1] * image[z, yy[c, 0], xx[c, 1]]
-                           + ww[c, 2] * image[z, yy[c, 1], xx[c, 0]] + ww[c, 3] * image[z, yy[c, 1], xx[c, 1]])
+                for c in range(c_lo, c_hi):
+                    val = (ww[c, 0] * img[z, offs[c, 0]] + ww[c, 1] * img[z, offs[c, 1]]
+                           + ww[c, 2] * img[z, offs[c, 2]] + ww[c, 3] * img[z, offs[c, 3]])
                     if use_att:
                         val *= att[v, z, k, c]
                     acc[z, c] += val
@@ -142,6 +145,7 @@ def scatter_planes_to_image(planes, views, cos_t, sin_t, centers, n_blocks, out)
     taps of each rotated sample are computed once per block.
     """
     nz, ny, nx = out.shape
+    img = out.reshape(nz, ny * nx)
     nk = planes.shape[2]
     nc = planes.shape[3]
     kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
@@ -149,43 +153,51 @@ def scatter_planes_to_image(planes, views, cos_t, sin_t, centers, n_blocks, out)
     for b in prange(n_blocks):
         z_lo = (b * nz) // n_blocks
         z_hi = ((b + 1) * nz) // n_blocks
-        yy = np.empty((nc, 2), dtype=np.int64)
-        xx = np.empty((nc, 2), dtype=np.int64)
+        offs = np.empty((nc, 4), dtype=np.int64)
         ww = np.empty((nc, 4), dtype=np.float32)
         for i in range(views.size):
             v = views[i]
             for k in range(nk):
-                if not _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, yy, xx, ww):
-                    continue
+                c_lo, c_hi = _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, offs, ww)
                 for z in range(z_lo, z_hi):
-                    for c in range(nc):
+                    for c in range(c_lo, c_hi):
                         val = planes[i, z, k, c]
-                        out[z, yy[c, 0], xx[c, 0]] += ww[c, 0] * val
-                        out[z, yy[c, 0], xx[c, 1]] += ww[c, 1] * val
-                        out[z, yy[c, 1], xx[c, 0]] += ww[c, 2] * val
-                        out[z, yy[c, 1], xx[c, 1]] += ww[c, 3] * val
+                        img[z, offs[c, 0]] += ww[c, 0] * val
+                        img[z, offs[c, 1]] += ww[c, 1] * val
+                        img[z, offs[c, 2]] += ww[c, 2] * val
+                        img[z, offs[c, 3]] += ww[c, 3] * val
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def attenuation_factors(mu, views, cos_t, sin_t, centers, step_mm, out):
-    """out[i, z, k, c] = exp(-line integral of mu (1/mm) from the centre of plane k to the detector)."""
+    """out[i, z, k, c] = exp(-line integral of mu (1/mm) from the centre of plane k to the detector).
+
+    Walks each ray from the detector inwards keeping the transmission so far, T; a
+    sample with attenuation m = mu * step gives T * exp(-m/2) and updates T by
+    exp(-m) = exp(-m/2)^2, so samples in air cost no exponential at all.
+    """
     nz, ny, nx = mu.shape
+    mu2 = mu.reshape(nz, ny * nx)
     nk = out.shape[2]
     nc = out.shape[3]
     kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
     for i in prange(views.size):
         v = views[i]
-        cum = np.zeros((nz, nc), dtype=np.float32)
-        yy = np.empty((nc, 2), dtype=np.int64)
-        xx = np.empty((nc, 2), dtype=np.int64)
+        trans = np.ones((nz, nc), dtype=np.float32)
+        offs = np.empty((nc, 4), dtype=np.int64)
         ww = np.empty((nc, 4), dtype=np.float32)
         step = np.float32(step_mm)
-        half = np.float32(0.5)
         for k in range(nk - 1, -1, -1):
-            _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, yy, xx, ww)
+            c_lo, c_hi = _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, offs, ww)
             for z in range(nz):
                 for c in range(nc):
-                    m = step * (ww[c, 0] * mu[z, yy[c, 0], xx[c, 0]] + ww[c, 1] * mu[z, yy[c, 0], xx[c, 1]]
-                                   + ww[c, 2] * mu[z, yy[c, 1], xx[c, 0]] + ww[c, 3] * mu[z, yy[c, 1], xx[c, 1]])
-                    out[i, z, k, c] = math.exp(-(cum[z, c] + half * m))
-                    cum[z, c] += m
+                    m = np.float32(0.0)
+                    if c_lo <= c < c_hi:
+                        m = step * (ww[c, 0] * mu2[z, offs[c, 0]] + ww[c, 1] * mu2[z, offs[c, 1]]
+                                    + ww[c, 2] * mu2[z, offs[c, 2]] + ww[c, 3] * mu2[z, offs[c, 3]])
+                    if m > 0.0:
+                        half = math.exp(-0.5 * m)
+                        out[i, z, k, c] = trans[z, c] * half
+                        trans[z, c] *= half * half
+                    else:
+                        out[i, z, k, c] = trans[z, c]

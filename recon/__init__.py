@@ -1,7 +1,10 @@
 """recon: quantitative SPECT/PET reconstruction (OSEM with attenuation, scatter and resolution modelling).
 
-The public API is what this module exports; everything else may change.
+The public API is what this module exports; everything else may change. Submodules
+import lazily where they pull in heavy dependencies (CuPy, pydicom, h5py).
 """
+from recon.algorithms.osem import OSEMProgress, osem
+from recon.algorithms.protocol import LinearOperator, Subset
 from recon.data import (
     COLLIMATOR_PRESETS,
     Collimator,
@@ -12,16 +15,41 @@ from recon.data import (
     Volume,
     get_collimator,
 )
+from recon.quant.calibration import SPECTCalibration, calibrate, sensitivity_from_planar, sensitivity_from_reconstruction
+from recon.quant.decay import acquisition_decay_factor, decay_factor
+from recon.quant.radionuclides import Radionuclide, get_radionuclide
+from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
+from recon.spect.scatter import estimate_scatter
+from recon.spect.simulate import AcquisitionProtocol, simulate_spect
+from recon.spect.system_model import SPECTSystemModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "COLLIMATOR_PRESETS",
+    "AcquisitionProtocol",
     "Collimator",
     "EnergyWindow",
     "ImageGrid",
+    "LinearOperator",
+    "OSEMProgress",
+    "Radionuclide",
     "SPECTAcquisition",
+    "SPECTCalibration",
     "SPECTGeometry",
+    "SPECTReconOptions",
+    "SPECTSystemModel",
+    "Subset",
     "Volume",
+    "acquisition_decay_factor",
+    "calibrate",
+    "decay_factor",
+    "estimate_scatter",
     "get_collimator",
+    "get_radionuclide",
+    "osem",
+    "reconstruct_spect",
+    "sensitivity_from_planar",
+    "sensitivity_from_reconstruction",
+    "simulate_spect",
 ]

@@ -40,13 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _region_report(name: str, truth_bqml: float, fraction: np.ndarray, image: np.ndarray, suv_per_bqml: float,
                    grid: ImageGrid) -> dict[str, Any]:
-    """Recovery of one region: mean over voxels fully inside it, max anywhere it touches."""
+    """Recovery of one region: mean over voxels fully inside it; max anywhere a lesion touches (its SUVmax),
+    or over the fully-inside voxels for extended regions (so neighbouring lesions do not count)."""
     core = fraction >= 0.999
-    touch = fraction > 0.0
     if not core.any():
         core = fraction >= fraction.max() * 0.99
+    focal = name.startswith(("lesion_", "degenerative_"))
     mean = float(image[core].mean())
-    peak = float(image[touch].max())
+    peak = float(image[fraction > 0.0].max() if focal else image[core].max())
     return {
         "region": name,
         "true_bq_ml": truth_bqml,
@@ -58,6 +59,25 @@ def _region_report(name: str, truth_bqml: float, fraction: np.ndarray, image: np
         "suv_max": peak * suv_per_bqml,
         "volume_ml": float(fraction.sum() * grid.voxel_volume_ml),
     }
+
+
+_NORMAL_BONE_PREFIXES = ("vertebra_", "posterior_", "iliac_", "sacrum")
+
+
+def report_regions(phantom: Any) -> dict[str, np.ndarray]:
+    """Regions to report: each lesion and degenerative spot, normal bone pooled, soft tissue, organs pooled."""
+    out: dict[str, np.ndarray] = {}
+    bone = [n for n in phantom.regions if n.startswith(_NORMAL_BONE_PREFIXES)]
+    for name, fraction in phantom.regions.items():
+        if name.startswith(("lesion_", "degenerative_")):
+            out[name] = fraction
+    if bone:
+        out["normal_bone"] = np.sum([phantom.regions[n] for n in bone], axis=0)
+        phantom.concentration_bq_ml.setdefault("normal_bone", phantom.concentration_bq_ml[bone[0]])
+    for name in ("soft_tissue", "bladder"):
+        if name in phantom.regions:
+            out[name] = phantom.regions[name]
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     t_recon = time.perf_counter() - t1
     volume = calibrate(counts, SPECTCalibration(proto.sensitivity_cps_per_mbq, acq.frame_duration_s))
     image = np.asarray(volume.data)
-    rows = [_region_report(name, phantom.concentration_bq_ml[name], phantom.regions[name], image, suv_per_bqml, grid)
-            for name in phantom.regions]
+    rows = [_region_report(name, phantom.concentration_bq_ml[name], fraction, image, suv_per_bqml, grid)
+            for name, fraction in report_regions(phantom).items()]
     for row in rows:
         row["cutoffs"] = classify_cutoffs(row["suv_max"], BONE_SPECT_TC99M_CUTOFFS)
     write_volume(volume, paths["recon.h5"], overwrite=args.overwrite)
