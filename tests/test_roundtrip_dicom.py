@@ -61,3 +61,21 @@ def test_cli_spect_writes_bq_per_ml_and_never_overwrites(tmp_path, study):
     assert out.read_bytes() == before
     assert recon_main(["-q", "spect", str(src), "-o", str(src)]) == 2  # never onto the input
     assert recon_main(["-q", "spect", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "x.h5")]) == 2
+
+
+def test_cli_spect_from_dicom_nm_writes_a_dicom_series_that_reads_back(tmp_path, study):
+    from recon.io.dicom_image_out import read_volume_series
+
+    acq, mu, core = study
+    nm = write_nm(acq, tmp_path / "nm.dcm", vendor="ge")
+    out = tmp_path / "recon.h5"
+    dicom_dir = tmp_path / "series"
+    args = ["-q", "spect", str(nm), "-o", str(out), "--no-attenuation", "--iterations", "2", "--subsets", "6",
+            "--device", "cpu", "--calibration", str(SENSITIVITY), "--dicom-out", str(dicom_dir)]
+    assert recon_main(args) == 0
+    h5 = read_volume(out)
+    series = read_volume_series(dicom_dir)
+    assert series.unit == "Bq/mL"
+    assert series.grid.same_as(h5.grid, tol_mm=1e-3)
+    slope_bound = np.abs(h5.data).max(axis=(1, 2)) / 32767.0
+    assert (np.abs(series.data - h5.data).max(axis=(1, 2)) <= slope_bound * 0.5 + 1e-3).all()

@@ -51,7 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", type=float, metavar="CPS_PER_MBQ",
                    help="system sensitivity (cps/MBq): write Bq/mL instead of counts")
     p.add_argument("--reference-time", type=datetime.fromisoformat, metavar="ISO",
-                   help="decay-correct Bq/mL to this time (e.g. 2026-11-25T08:00:00); needs --calibration")
+                   help="decay-correct Bq/mL to this time, normally the administration time "
+                        "(e.g. 2026-11-25T08:00:00); needs --calibration")
+    p.add_argument("--dicom-out", type=Path, metavar="DIR",
+                   help="also write the volume as a DICOM NM image series (Units BQML with --calibration)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_recon_options(p)
     p.set_defaults(func=run)
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.output} exists; refusing to overwrite (pass --overwrite)")
     if args.reference_time is not None and args.calibration is None:
         raise ValueError("--reference-time needs --calibration")
+    if args.dicom_out is not None and args.dicom_out.exists() and any(args.dicom_out.iterdir()):
+        raise FileExistsError(f"{args.dicom_out} is not empty; refusing to write a DICOM series into it")
     acq, mu = load_input(args.input, args.ct, args.collimator)
     opts = options_from_args(args)
     if opts.attenuation and mu is None:
@@ -115,4 +120,22 @@ def run(args: argparse.Namespace) -> int:
         volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
+    if args.dicom_out is not None:
+        write_dicom_series(volume, args.dicom_out, acq, mu, args)
     return 0
+
+
+def write_dicom_series(volume: Volume, directory: Path, acq: SPECTAcquisition, mu: Volume | None,
+                       args: argparse.Namespace) -> None:
+    """The reconstruction as an NM image series: patient/study from the NM input, CT frame of reference."""
+    from recon.io.dicom_image_out import write_volume_series  # noqa: PLC0415
+
+    if volume.unit == "Bq/mL":
+        decay = "ADMIN" if args.reference_time is not None else "START"
+    else:
+        decay = "NONE"
+    frame_of_reference = None if mu is None else (mu.metadata.get("frame_of_reference_uid") or None)
+    paths = write_volume_series(volume, directory, modality="NM", reference=acq.metadata.get("dicom_header"),
+                                frame_of_reference_uid=frame_of_reference, decay_correction=decay,
+                                series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s)
+    logger.info("wrote %d DICOM slices to %s", len(paths), directory)
