@@ -115,6 +115,21 @@ def make_study(case: str, seed: int, device: str):
     return phantom, acq
 
 
+def forward_traffic(model: SPECTSystemModel, seconds: float) -> dict[str, float]:
+    """Least bytes a full forward projection must move (attenuation factors and output written once,
+    image read once per view from cache-resident slices) and the rate achieved, GB/s.
+
+    Compare the rate with the device's memory bandwidth (H100 SXM: 3.35 TB/s) for the bound.
+    """
+    nz, ny, nx = model.image_shape
+    n_views = model.geometry.n_views
+    att = 0 if model.attenuation is None else n_views * nz * model.n_depth * model.geometry.n_cols * 4
+    image = n_views * nz * ny * nx * 4
+    out = n_views * nz * model.geometry.n_cols * 4
+    total = att + image + out
+    return {"bytes": float(total), "gb_per_s": total / seconds / 1e9}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     phantom, acq = make_study(args.case, args.seed, device)
@@ -152,6 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "osem_end_to_end": t_total,
         },
         "peak_host_rss_gib": peak_rss_gib,
+        "forward_traffic": forward_traffic(model, t_fwd),
     }
     if device == "cuda":
         import cupy as cp  # noqa: PLC0415

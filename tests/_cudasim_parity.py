@@ -9,7 +9,7 @@ import numpy as np
 
 assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
 
-from kernels import spect_cpu, spect_cuda  # noqa: E402
+from kernels import spect_cuda  # noqa: E402
 from kernels import spect_projector as sp  # noqa: E402
 from recon.algorithms.osem import osem  # noqa: E402
 from recon.algorithms.protocol import Subset  # noqa: E402

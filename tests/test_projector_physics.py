@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recon.backend import to_device, to_host
-from recon.data import ImageGrid, SPECTGeometry, Volume, get_collimator
+from recon.data import SPECTGeometry, Volume, get_collimator
 from recon.data.collimator import Collimator
 from recon.spect.system_model import SPECTSystemModel
 from tests.conftest import supersampled_cylinder, supersampled_sphere

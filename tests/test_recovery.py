@@ -7,7 +7,7 @@ import pytest
 
 from recon.data import ImageGrid
 from recon.phantoms.library import nema_iec_body
-from recon.spect.reconstruct import SPECTReconOptions, build_subsets, reconstruct_spect
+from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 from recon.spect.scatter import estimate_scatter
 from recon.spect.simulate import AcquisitionProtocol, circular_orbit_radius_mm, counts_per_bq_per_ml, simulate_spect
 from recon.spect.system_model import SPECTSystemModel

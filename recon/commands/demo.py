@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from recon.commands.spect import add_recon_options, options_from_args
-from recon.data.grid import ImageGrid, Volume
+from recon.data.grid import ImageGrid
 from recon.io.hdf5 import write_projections, write_volume
 from recon.io.png import write_overview_png
 from recon.quant.calibration import SPECTCalibration, calibrate

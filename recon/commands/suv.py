@@ -84,6 +84,7 @@ def _fmt_stats(name: str, st: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``recon suv``; returns the process exit status (0 success, 2 bad input)."""
     from recon.io.dicom_pet import DicomSeriesError, read_pet_series  # noqa: PLC0415
+    from recon.io.hdf5 import json_default  # noqa: PLC0415
     from recon.io.nifti import NiftiError  # noqa: PLC0415
     from recon.quant.suv import SUVError  # noqa: PLC0415
     from recon.quant.voi import CUTOFF_DISCLAIMER, lesion_table, segment_lesions, voi_statistics  # noqa: PLC0415
@@ -144,14 +145,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"({CUTOFF_DISCLAIMER})")
 
     if getattr(args, "json", None):
-        Path(args.json).write_text(json.dumps(report, indent=2, default=_json_default))
+        Path(args.json).write_text(json.dumps(report, indent=2, default=json_default))
         print(f"report written to {args.json}")
     return 0
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

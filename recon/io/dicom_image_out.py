@@ -25,7 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from recon.data.grid import Volume
 from recon.io.dicom_ct import read_axial_series
-from recon.io.dicom_nm import NM_IMAGE_STORAGE, DicomFormatError, format_ds
+from recon.io.dicom_nm import NM_IMAGE_STORAGE, DicomFormatError, fill_patient_study, format_ds
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ _UNIT_TO_DICOM = {"bq/ml": "BQML", "bqml": "BQML", "counts": "CNTS", "cnts": "CN
 _DICOM_TO_UNIT = {"BQML": "Bq/mL", "CNTS": "counts", "GML": "g/mL", "CM2ML": "cm2/mL", "PROPCNTS": "counts"}
 _INT16_MAX = 32767
 
-_PATIENT_STUDY_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight", "PatientSize",
-    "EthnicGroup", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-    "ReferringPhysicianName", "StudyDescription",
-)  # fmt: skip
 
 
 def _radiopharmaceutical_sequence(value: Dataset | Sequence | Mapping[str, Any]) -> Sequence:
@@ -123,20 +118,8 @@ def write_volume_series(
     now = _dt.datetime.now()
     base = Dataset()
     base.SpecificCharacterSet = "ISO_IR 100"
-    base.PatientName = "Anonymous"
-    base.PatientID = "RECON"
-    base.PatientBirthDate = ""
-    base.PatientSex = ""
-    base.StudyInstanceUID = generate_uid()
-    base.StudyDate = now.strftime("%Y%m%d")
-    base.StudyTime = now.strftime("%H%M%S")
-    base.StudyID = "1"
-    base.AccessionNumber = ""
-    base.ReferringPhysicianName = ""
+    fill_patient_study(base, reference, now)
     if reference is not None:
-        for kw in _PATIENT_STUDY_KEYWORDS:
-            if kw in reference:
-                setattr(base, kw, copy.deepcopy(reference[kw].value))
         for kw in ("AcquisitionDate", "AcquisitionTime", "SeriesDate", "SeriesTime", "PatientPosition"):
             if kw in reference and reference[kw].value not in (None, ""):
                 setattr(base, kw, copy.deepcopy(reference[kw].value))

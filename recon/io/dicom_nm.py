@@ -663,11 +663,29 @@ def nm_image_grid(acquisition: SPECTAcquisition) -> ImageGrid:
 
 # ----------------------------------------------------------------------------- writer
 
-_PATIENT_STUDY_KEYWORDS = (
+PATIENT_STUDY_KEYWORDS = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight", "PatientSize",
-    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
-    "StudyDescription",
+    "EthnicGroup", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription",
 )  # fmt: skip
+
+
+def fill_patient_study(ds: Dataset, reference: Dataset | None, now: Any) -> None:
+    """Patient and study attributes: anonymous defaults and a new study, or copies of ``reference``'s."""
+    ds.PatientName = "Anonymous"
+    ds.PatientID = "RECON"
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = generate_uid()
+    ds.StudyDate = now.strftime("%Y%m%d")
+    ds.StudyTime = now.strftime("%H%M%S")
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    if reference is not None:
+        for kw in PATIENT_STUDY_KEYWORDS:
+            if kw in reference:
+                setattr(ds, kw, copy.deepcopy(reference[kw].value))
 
 
 def _split_detectors(phi: np.ndarray, n_det: int) -> tuple[list[float], float, str]:
@@ -761,21 +779,7 @@ def write_nm(
     ds.SOPClassUID = NM_IMAGE_STORAGE
     ds.SpecificCharacterSet = "ISO_IR 100"
 
-    # patient and study
-    ds.PatientName = "Anonymous"
-    ds.PatientID = "RECON"
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
-    ds.StudyInstanceUID = generate_uid()
-    ds.StudyDate = now.strftime("%Y%m%d")
-    ds.StudyTime = now.strftime("%H%M%S")
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.ReferringPhysicianName = ""
-    if reference is not None:
-        for kw in _PATIENT_STUDY_KEYWORDS:
-            if kw in reference:
-                setattr(ds, kw, copy.deepcopy(reference[kw].value))
+    fill_patient_study(ds, reference, now)
     # series, equipment, frame of reference
     ds.Modality = "NM"
     ds.SeriesInstanceUID = generate_uid()

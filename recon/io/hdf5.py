@@ -48,18 +48,18 @@ def _atomic_write(p: Path, write: Any) -> None:
             tmp.unlink()
 
 
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback: NumPy scalars and arrays as Python values, anything else as its text."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
 def _json_safe(meta: dict[str, Any]) -> str:
     """JSON of the metadata; values with no JSON form (e.g. a DICOM header object) are left out."""
-    meta = {k: v for k, v in meta.items() if not hasattr(v, "to_json_dict")}
-
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        return str(o)
-
-    return json.dumps(meta, default=default)
+    return json.dumps({k: v for k, v in meta.items() if not hasattr(v, "to_json_dict")}, default=json_default)
 
 
 def _open_checked(path: str | os.PathLike, expected_format: str) -> h5py.File:
