@@ -12,8 +12,8 @@ from recon.commands import demo, spect, suv
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recon", description="Quantitative SPECT/PET reconstruction.")
     parser.add_argument("--version", action="version", version=f"recon {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    for flag, long, text in (("-q", "--quiet", "only warnings and errors"), ("-v", "--verbose", "debug logging")):
+        parser.add_argument(flag, long, action="store_true", default=argparse.SUPPRESS, help=text)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (demo, spect, suv):
         module.register(sub)
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.quiet = bool(getattr(args, "quiet", False))
+    args.verbose = bool(getattr(args, "verbose", False))
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

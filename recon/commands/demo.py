@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from recon.commands import common_options
 from recon.commands.spect import add_recon_options, options_from_args
 from recon.data.grid import ImageGrid
 from recon.io.hdf5 import write_projections, write_volume
@@ -27,7 +28,7 @@ SIZES = {128: (128, 4.8, 120), 64: (64, 9.6, 60)}  # voxels per side, voxel mm, 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="simulate, reconstruct and quantify a bone-SPECT study", description=__doc__)
+    p = sub.add_parser("demo", help="simulate, reconstruct and quantify a bone-SPECT study", description=__doc__, parents=[common_options()])
     p.add_argument("--size", type=int, choices=sorted(SIZES), default=128,
                    help="128: 128^3 voxels of 4.8 mm, 120 views (default); 64: 64^3 of 9.6 mm, 60 views")
     p.add_argument("--out", type=Path, default=Path("recon-output"), help="output directory (default recon-output)")

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
+from recon.commands import common_options
 from recon.backend import DEVICES
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
@@ -42,7 +43,7 @@ def options_from_args(args: argparse.Namespace) -> SPECTReconOptions:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__,
+    p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__, parents=[common_options()],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Path, help="projections: recon HDF5 (.h5) or DICOM NM file")
     p.add_argument("-o", "--output", type=Path, required=True, help="output volume (.h5)")

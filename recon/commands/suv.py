@@ -26,6 +26,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``suv`` subcommand to an argparse subparsers object."""
+    from recon.commands import common_options  # noqa: PLC0415
     from recon.quant.suv import SUV_KINDS  # noqa: PLC0415
     from recon.quant.voi import BONE_SPECT_TC99M_CUTOFFS  # noqa: PLC0415
 
@@ -33,6 +34,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "suv",
         help="SUV statistics of a PET DICOM series (optionally in a mask, with a lesion table)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        parents=[common_options()],
     )
     p.add_argument("series", metavar="SERIES_DIR", help="directory with the DICOM image series (one slice per file)")
     p.add_argument("--mask", metavar="MASK", help="VOI mask: NIfTI-1 .nii/.nii.gz (mapped by its affine) or .npy (z, y, x)")
