@@ -12,7 +12,10 @@ from recon.spect.scatter import estimate_scatter
 from recon.spect.simulate import AcquisitionProtocol, circular_orbit_radius_mm, counts_per_bq_per_ml, simulate_spect
 from recon.spect.system_model import SPECTSystemModel
 
-N_ITERATIONS, N_SUBSETS = 12, 8  # 96 updates
+# 24 updates. With the collimator response modelled, the noise-free 37 mm sphere's RCmax rises from
+# 1.00 (16 updates) through 1.12 (24) and 1.16 (32) to an edge (Gibbs) overshoot of about 1.18 at
+# convergence; the background is within 1 % from 24 updates on.
+N_ITERATIONS, N_SUBSETS = 3, 8
 SPHERE_TO_BACKGROUND = 4.0
 
 

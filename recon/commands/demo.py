@@ -28,7 +28,8 @@ SIZES = {128: (128, 4.8, 120), 64: (64, 9.6, 60)}  # voxels per side, voxel mm, 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="simulate, reconstruct and quantify a bone-SPECT study", description=__doc__, parents=[common_options()])
+    p = sub.add_parser("demo", help="simulate, reconstruct and quantify a bone-SPECT study", description=__doc__,
+                       parents=[common_options()])
     p.add_argument("--size", type=int, choices=sorted(SIZES), default=128,
                    help="128: 128^3 voxels of 4.8 mm, 120 views (default); 64: 64^3 of 9.6 mm, 60 views")
     p.add_argument("--out", type=Path, default=Path("recon-output"), help="output directory (default recon-output)")
@@ -62,20 +63,13 @@ def _region_report(name: str, truth_bqml: float, fraction: np.ndarray, image: np
     }
 
 
-_NORMAL_BONE_PREFIXES = ("vertebra_", "posterior_", "iliac_", "sacrum")
-
-
 def report_regions(phantom: Any) -> dict[str, np.ndarray]:
-    """Regions to report: each lesion and degenerative spot, normal bone pooled, soft tissue, organs pooled."""
+    """Regions to report: each lesion and degenerative focus, normal bone, soft tissue and the bladder."""
     out: dict[str, np.ndarray] = {}
-    bone = [n for n in phantom.regions if n.startswith(_NORMAL_BONE_PREFIXES)]
-    for name, fraction in phantom.regions.items():
+    for name in phantom.regions:
         if name.startswith(("lesion_", "degenerative_")):
-            out[name] = fraction
-    if bone:
-        out["normal_bone"] = np.sum([phantom.regions[n] for n in bone], axis=0)
-        phantom.concentration_bq_ml.setdefault("normal_bone", phantom.concentration_bq_ml[bone[0]])
-    for name in ("soft_tissue", "bladder"):
+            out[name] = phantom.regions[name]
+    for name in ("normal_bone", "soft_tissue", "bladder"):
         if name in phantom.regions:
             out[name] = phantom.regions[name]
     return out

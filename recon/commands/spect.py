@@ -43,8 +43,8 @@ def options_from_args(args: argparse.Namespace) -> SPECTReconOptions:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__, parents=[common_options()],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__,
+                       parents=[common_options()], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Path, help="projections: recon HDF5 (.h5) or DICOM NM file")
     p.add_argument("-o", "--output", type=Path, required=True, help="output volume (.h5)")
     p.add_argument("--ct", type=Path, help="CT series directory for the mu-map (DICOM input)")
