@@ -42,12 +42,22 @@ def _resample_aspect(img: np.ndarray, row_mm: float, col_mm: float, pixel_mm: fl
     return img[np.ix_(ri, ci)]
 
 
+def _crop_to_content(v: np.ndarray, fraction: float = 0.02, margin: int = 2) -> np.ndarray:
+    """The bounding box of voxels above ``fraction`` of the maximum, with a margin (the whole volume if empty)."""
+    top = float(v.max())
+    if top <= 0:
+        return v
+    idx = np.nonzero(v > fraction * top)
+    sl = tuple(slice(max(int(i.min()) - margin, 0), int(i.max()) + margin + 1) for i in idx)
+    return v[sl]
+
+
 def overview_panels(volume: Volume) -> list[np.ndarray]:
     """Anterior (coronal) MIP, lateral (sagittal) MIP, central transverse, coronal, sagittal slices.
 
     Displayed as a radiologist reads them: head up, patient's right on the image left.
     """
-    v = np.asarray(volume.to_host().data, dtype=np.float32)
+    v = _crop_to_content(np.asarray(volume.to_host().data, dtype=np.float32))
     nz, ny, nx = v.shape
     dz, dy, dx = volume.grid.spacing_mm
     pixel = min(dz, dy, dx) / 2.0
