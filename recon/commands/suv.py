@@ -1,4 +1,4 @@
-"""``recon suv SERIES_DIR [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a PET series.
+"""``recon suv SERIES_DIR [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a quantitative PET or SPECT (NM, Units BQML) image series.
 
 Reads the DICOM series, converts it to SUV (body weight by default) following
 the DICOM conventions in :mod:`recon.quant.suv`, prints statistics inside the
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "suv",
-        help="SUV statistics of a PET DICOM series (optionally in a mask, with a lesion table)",
+        help="SUV statistics of a PET or quantitative SPECT DICOM series (optional mask, lesion table)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         parents=[common_options()],
     )
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from recon.quant.voi import CUTOFF_DISCLAIMER, lesion_table, segment_lesions, voi_statistics  # noqa: PLC0415
 
     try:
-        series = read_pet_series(args.series)
+        series = read_pet_series(args.series, modalities=("PT", "NM"))
         overrides: dict[str, Any] = {"reference_time": getattr(args, "reference_time", "qiba")}
         for key, attr in (("weight_kg", "weight_kg"), ("height_m", "height_m"), ("sex", "sex"),
                           ("half_life_s", "half_life_s")):

@@ -720,6 +720,20 @@ def _counts_pixel_data(acq: SPECTAcquisition) -> tuple[np.ndarray, float]:
     return np.clip(np.round(stack / slope), 0, 65535).astype(np.uint16), slope
 
 
+def _acquisition_start(acquisition: SPECTAcquisition, reference: Dataset | None) -> _dt.datetime | None:
+    """Acquisition start: the acquisition's metadata (ISO text), else the reference's AcquisitionDate/Time."""
+    start = acquisition.metadata.get("acquisition_start")
+    if isinstance(start, str):
+        return _dt.datetime.fromisoformat(start)
+    if isinstance(start, _dt.datetime):
+        return start
+    if reference is not None and _present(reference, "AcquisitionDate") and _present(reference, "AcquisitionTime"):
+        from recon.quant.suv import parse_dicom_datetime  # noqa: PLC0415
+
+        return parse_dicom_datetime(str(reference.AcquisitionDate) + str(reference.AcquisitionTime))
+    return None
+
+
 def write_nm(
     acquisition: SPECTAcquisition,
     path: str | Path,
@@ -785,8 +799,9 @@ def write_nm(
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 1
     ds.SeriesDescription = series_description
-    ds.SeriesDate = ds.StudyDate
-    ds.SeriesTime = ds.StudyTime
+    start = _acquisition_start(acquisition, reference) or now
+    ds.SeriesDate = start.strftime("%Y%m%d")
+    ds.SeriesTime = start.strftime("%H%M%S.%f")
     ds.PatientPosition = "HFS"
     ds.Manufacturer = layout["manufacturer"]
     ds.ManufacturerModelName = layout["model"]
@@ -796,8 +811,8 @@ def write_nm(
     ds.InstanceNumber = 1
     ds.ContentDate = now.strftime("%Y%m%d")
     ds.ContentTime = now.strftime("%H%M%S")
-    ds.AcquisitionDate = ds.ContentDate
-    ds.AcquisitionTime = ds.ContentTime
+    ds.AcquisitionDate = ds.SeriesDate
+    ds.AcquisitionTime = ds.SeriesTime
     ds.ImageType = ["ORIGINAL", "PRIMARY", "TOMO", "EMISSION"]
     ds.PatientOrientation = ""
 

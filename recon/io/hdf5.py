@@ -57,9 +57,24 @@ def json_default(o: Any) -> Any:
     return str(o)
 
 
+_DICOM_KEY = "__dicom_json__"
+
+
 def _json_safe(meta: dict[str, Any]) -> str:
-    """JSON of the metadata; values with no JSON form (e.g. a DICOM header object) are left out."""
-    return json.dumps({k: v for k, v in meta.items() if not hasattr(v, "to_json_dict")}, default=json_default)
+    """JSON of the metadata; a DICOM header (pydicom Dataset) is kept in DICOM's JSON model."""
+    out = {k: {_DICOM_KEY: v.to_json_dict()} if hasattr(v, "to_json_dict") else v for k, v in meta.items()}
+    return json.dumps(out, default=json_default)
+
+
+def _metadata_from_json(text: str) -> dict[str, Any]:
+    """Inverse of :func:`_json_safe`: DICOM headers come back as pydicom Datasets."""
+    meta = json.loads(text)
+    for key, value in meta.items():
+        if isinstance(value, dict) and set(value) == {_DICOM_KEY}:
+            from pydicom.dataset import Dataset  # noqa: PLC0415
+
+            meta[key] = Dataset.from_json(value[_DICOM_KEY])
+    return meta
 
 
 def _open_checked(path: str | os.PathLike, expected_format: str) -> h5py.File:
@@ -124,7 +139,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
             raise FileFormatError(f"{path}: dataset 'volume' missing")
         ds = f["volume"]
         grid = _read_grid(ds, f"{path}:/volume")
-        meta = json.loads(f.attrs.get("metadata_json", "{}"))
+        meta = _metadata_from_json(f.attrs.get("metadata_json", "{}"))
         return Volume(ds[()], grid, str(ds.attrs.get("unit", "")), meta)
 
 
@@ -208,7 +223,7 @@ def read_projections(path: str | os.PathLike) -> SPECTAcquisition:
         return SPECTAcquisition(
             counts, windows, str(_attr(f, "photopeak", str(path))), geometry, collimator,
             float(_attr(f, "frame_duration_s", str(path))), float(_attr(f, "photon_energy_kev", str(path))),
-            str(_attr(f, "radionuclide", str(path))), json.loads(f.attrs.get("metadata_json", "{}")),
+            str(_attr(f, "radionuclide", str(path))), _metadata_from_json(f.attrs.get("metadata_json", "{}")),
         )
 
 
