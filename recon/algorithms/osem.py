@@ -45,7 +45,8 @@ def osem(
 ) -> Any:
     """Run ``n_iterations`` full passes over ``subsets``; returns the image (same array module as the data).
 
-    ``progress`` logs each iteration at INFO level (silence with False or logging config).
+    ``progress`` logs each iteration at INFO level and each subset at DEBUG level (silence with False
+    or the logging configuration; ``recon -q`` does).
     """
     if n_iterations < 1:
         raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
@@ -77,6 +78,8 @@ def osem(
             ratio = xp.where(expected > 0, s.measured / xp.maximum(expected, _TINY), 0.0).astype(xp.float32)
             x *= s.operator.adjoint(ratio)
             x *= inv_sens[b]
+            if progress:
+                logger.debug("OSEM iteration %d/%d, subset %d/%d", it + 1, n_iterations, b + 1, n_sub)
             if callback is not None:
                 callback(OSEMProgress(it, b, n_iterations, n_sub, x, time.perf_counter() - start))
         if progress:
