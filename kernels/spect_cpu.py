@@ -104,7 +104,8 @@ def forward_views(image, att, use_att, views, cos_t, sin_t, var_z, var_c, center
                     if use_att:
                         val *= att[v, z, k, c]
                     acc[z, c] += val
-                    plane_sum += abs(val)
+                    if not started:
+                        plane_sum += abs(val)
             if plane_sum > 0.0:
                 started = True
         _blur_plane(acc, tmp, var_z[v, nk], var_c[v, nk])
