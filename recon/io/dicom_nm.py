@@ -89,10 +89,16 @@ TOMO_FRAME_INCREMENT_POINTER = (
     TAG_ANGULAR_VIEW_VECTOR,
 )
 
-# Main photopeak (keV) of single-photon emitters, for choosing the photopeak window when the
-# caller does not name one (NNDC / ENSDF decay data: Tc-99m 140.51, I-123 158.97, In-111 171.28,
-# Lu-177 208.37, I-131 364.49, Ga-67 93.31 keV).
-_PHOTOPEAK_KEV = {"Tc-99m": 140.5, "I-123": 159.0, "In-111": 171.3, "Lu-177": 208.4, "I-131": 364.5, "Ga-67": 93.3}
+def _main_photopeak_kev(radionuclide: str | None) -> float | None:
+    """The radionuclide's highest-yield photon (keV) from :mod:`recon.quant.radionuclides`, or None."""
+    from recon.quant.radionuclides import get_radionuclide  # noqa: PLC0415
+
+    if not radionuclide:
+        return None
+    try:
+        return get_radionuclide(radionuclide).main_photon.energy_kev
+    except (KeyError, ValueError):
+        return None
 _ELEMENTS = {
     "tc": "Tc", "technetium": "Tc", "i": "I", "iodine": "I", "in": "In", "indium": "In",
     "lu": "Lu", "lutetium": "Lu", "ga": "Ga", "gallium": "Ga", "tl": "Tl", "thallium": "Tl",
@@ -463,8 +469,8 @@ def read_nm(
 
     radionuclide = _radionuclide_from_header(ds)
     energy = photon_energy_kev
-    if energy is None and radionuclide in _PHOTOPEAK_KEV:
-        energy = _PHOTOPEAK_KEV[radionuclide]
+    if energy is None:
+        energy = _main_photopeak_kev(radionuclide)
     peak = _choose_photopeak(windows, photopeak, energy)
     if energy is None:
         energy = peak.center_kev
