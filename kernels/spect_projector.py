@@ -110,13 +110,19 @@ def _check_float32(name: str, a: Any, ndim: int) -> None:
 
 
 def _check_views(views: Any, geom: RotateSumGeometry) -> None:
+    """dtype and shape always; the index range on host arrays (device arrays are range-checked by the
+    caller when it moves them to the device, so a subset costs no device-to-host sync here)."""
     if views.ndim != 1 or views.dtype != np.int64:
         raise TypeError("views must be a 1-D int64 array of view indices")
     if views.size == 0:
         raise ValueError("views is empty")
-    xp = array_module(views)
-    if int(xp.min(views)) < 0 or int(xp.max(views)) >= geom.n_views:
+    if not is_device_array(views) and (int(views.min()) < 0 or int(views.max()) >= geom.n_views):
         raise ValueError(f"view indices must lie in [0, {geom.n_views})")
+
+
+def _check_scratch(name: str, a: Any, n_views: int, nz: int, nc: int) -> None:
+    if a.shape[0] < n_views or tuple(a.shape[1:]) != (nz, nc):
+        raise ValueError(f"workspace {name} {tuple(a.shape)} too small for {(n_views, nz, nc)}")
 
 
 def _check_att(att: Any, n_views: int, nz: int, nk: int, nc: int) -> None:
@@ -125,8 +131,14 @@ def _check_att(att: Any, n_views: int, nz: int, nk: int, nc: int) -> None:
         raise ValueError(f"att shape {tuple(att.shape)} must be (n_views, nz, n_depth, nc) = {(n_views, nz, nk, nc)}")
 
 
+_DUMMY_ATT: dict[int, Any] = {}
+
+
 def _dummy_att(xp: Any) -> Any:
-    return xp.zeros((1, 1, 1, 1), dtype=xp.float32)
+    """A placeholder for "no attenuation", allocated once per array module."""
+    if id(xp) not in _DUMMY_ATT:
+        _DUMMY_ATT[id(xp)] = xp.zeros((1, 1, 1, 1), dtype=xp.float32)
+    return _DUMMY_ATT[id(xp)]
 
 
 def attenuation_factors(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: int) -> Any:
@@ -135,6 +147,9 @@ def attenuation_factors(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols
     ``step_mm`` is the depth sample spacing (the voxel size). Computed once per study.
     """
     _check_float32("mu", mu, 3)
+    xp_mu = array_module(mu)
+    if not bool(xp_mu.isfinite(mu).all()) or bool((mu < 0).any()):
+        raise ValueError("mu must be finite and non-negative (1/mm)")
     if not step_mm > 0:
         raise ValueError(f"step_mm must be positive, got {step_mm}")
     xp = array_module(mu)
@@ -180,6 +195,7 @@ def forward(image: Any, geom: RotateSumGeometry, views: Any, att: Any | None = N
         from kernels import spect_cuda  # noqa: PLC0415
 
         ws = workspace or ProjectorWorkspace.allocate(xp, views.size, nz, 1, nc)
+        _check_scratch("tmp", ws.tmp, views.size, nz, nc)
         spect_cuda.forward_views(image, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers,
                                  ws.tmp, out)
     else:
@@ -218,6 +234,8 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
     if is_device_array(proj):
         from kernels import spect_cuda  # noqa: PLC0415
 
+        _check_scratch("acc", ws.acc, n_sub, nz, nc)
+        _check_scratch("tmp", ws.tmp, n_sub, nz, nc)
         spect_cuda.back_views(proj, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers,
                               ws.acc, ws.tmp, planes, out)
     else:

@@ -68,9 +68,16 @@ def test_mu_map_in_wrong_units():
 
 
 def test_orbit_radius_inside_body_outline():
-    geo = _geo(radius=[200.0, 200.0, 30.0, 200.0])
-    body = supersampled_cylinder((6, 16, 16), (6.0,) * 3, 40.0, 1e3, n_sub=2) * 0.0154
-    with pytest.raises(ValueError, match=r"orbit radius 30.0 mm at view 2 .* inside the body outline"):
+    geo = _geo(radius=[200.0, 200.0, 25.0, 200.0])
+    body = supersampled_cylinder((6, 16, 16), (6.0,) * 3, 30.0, 1e3, n_sub=2) * 0.0154
+    with pytest.raises(ValueError, match=r"orbit radius 25.0 mm at view 2 .* inside the body outline"):
+        SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, Volume(body, geo.image_grid(), "1/mm"))
+
+
+def test_body_beyond_the_reconstruction_circle():
+    geo = _geo()
+    body = supersampled_cylinder((6, 16, 16), (6.0,) * 3, 45.0, 1e3, n_sub=2) * 0.0154  # circle radius is 39 mm
+    with pytest.raises(ValueError, match="extends beyond the reconstruction circle of radius 39.0 mm"):
         SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, Volume(body, geo.image_grid(), "1/mm"))
 
 

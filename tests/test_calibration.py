@@ -76,3 +76,15 @@ def test_uniform_cylinder_calibration_recovers_simulated_sensitivity():
     bqml = calibrate(recon, SPECTCalibration(91.0, 20.0))
     core = supersampled_cylinder((nz, n, n), (pixel,) * 3, 60.0, 30.0, n_sub=1) > 0.99
     assert float(bqml.data[core].mean()) == pytest.approx(concentration, rel=0.03)
+
+
+def test_reconstruction_sensitivity_accounts_for_decay_during_the_calibration_scan():
+    grid = ImageGrid((1, 1, 1), (10.0, 10.0, 10.0))
+    recon = Volume(np.full((1, 1, 1), 91.0 * 100.0 * 20.0), grid, "counts")  # 100 MBq, 20 s per view
+    assert sensitivity_from_reconstruction(recon, 100.0, 20.0) == pytest.approx(91.0)
+    lam = math.log(2) / TC99M_HALF_LIFE_S
+    f = (1 - math.exp(-lam * 1800.0)) / (lam * 1800.0)
+    s = sensitivity_from_reconstruction(recon, 100.0, 20.0, half_life="Tc-99m", acquisition_duration_s=1800.0)
+    assert s == pytest.approx(91.0 / f, rel=2e-4)
+    with pytest.raises(ValueError, match="half-life"):
+        sensitivity_from_reconstruction(recon, 100.0, 20.0, acquisition_duration_s=1800.0)

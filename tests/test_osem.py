@@ -98,3 +98,14 @@ def test_spect_osem_conserves_counts_and_recovers_uniform_activity(device):
     interior = supersampled_cylinder((nz, n, n), (pixel,) * 3, 50.0, 30.0, n_sub=1) > 0.99
     interior &= supersampled_sphere((nz, n, n), (pixel,) * 3, (30.0, 0.0, 0.0), 35.0, 1) == 0
     assert x[interior].mean() == pytest.approx(100.0, rel=0.03)
+
+
+def test_voxel_unseen_by_one_subset_is_kept_not_zeroed(rng):
+    a = rng.random((40, 8)).astype(np.float32) + 0.1
+    a[0::4, 5] = 0.0  # subset 0 (rows 0, 4, 8, ...) never sees voxel 5; the others do
+    truth = np.linspace(1.0, 4.0, 8).astype(np.float32)
+    y = (a @ truth).astype(np.float32)
+    subsets = _matrix_subsets(a, y, None, 4)
+    assert subsets[0].sensitivity[5] == 0.0 and all(s.sensitivity[5] > 0 for s in subsets[1:])
+    x = osem(subsets, 500, progress=False)
+    np.testing.assert_allclose(x, truth, rtol=2e-2)

@@ -5,8 +5,9 @@ For each subset b::
     x <- x / s_b * A_b^T ( y_b / (A_b x + r_b) ),    s_b = A_b^T 1
 
 Positivity is kept by construction (x0 > 0, multiplicative updates). Where the
-expected data A_b x + r_b is 0 the ratio is taken as 0; voxels with zero
-sensitivity keep no value (set to 0): no data constrain them.
+expected data A_b x + r_b is 0 the ratio is taken as 0. A voxel that subset b
+does not see (s_b = 0) keeps its value in that sub-iteration; voxels that no
+subset sees are set to 0, as no data constrain them.
 """
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ def osem(
     inv_sens = [
         xp.where(s.sensitivity > 0, 1.0 / xp.maximum(s.sensitivity, _TINY), 0.0).astype(xp.float32) for s in subsets
     ]
+    # a voxel one subset cannot see keeps its value in that sub-iteration; only voxels that no subset
+    # sees are set to 0 (no data constrain them)
+    seen = [s.sensitivity > 0 for s in subsets]
+    x *= (sum(s.sensitivity for s in subsets) > 0).astype(xp.float32)
     start = time.perf_counter()
     n_sub = len(subsets)
     for it in range(n_iterations):
@@ -76,8 +81,7 @@ def osem(
             if s.additive is not None:
                 expected += s.additive
             ratio = xp.where(expected > 0, s.measured / xp.maximum(expected, _TINY), 0.0).astype(xp.float32)
-            x *= s.operator.adjoint(ratio)
-            x *= inv_sens[b]
+            x = xp.where(seen[b], x * s.operator.adjoint(ratio) * inv_sens[b], x).astype(xp.float32)
             if progress:
                 logger.debug("OSEM iteration %d/%d, subset %d/%d", it + 1, n_iterations, b + 1, n_sub)
             if callback is not None:

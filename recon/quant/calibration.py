@@ -123,14 +123,23 @@ def sensitivity_from_planar(counts: float, duration_s: float, activity_mbq: floa
 
 
 def sensitivity_from_reconstruction(volume: Volume, activity_mbq: float, frame_duration_s: float,
-                                    mask: np.ndarray | None = None) -> float:
+                                    mask: np.ndarray | None = None, half_life: HalfLife | None = None,
+                                    acquisition_duration_s: float = 0.0) -> float:
     """System sensitivity (cps/MBq) from an attenuation-corrected reconstruction (counts) of a known source.
 
     Sums the reconstructed counts (inside ``mask`` if given; it must enclose the
     whole source, spill-out included) and divides by view duration and activity.
+    ``activity_mbq`` is at the acquisition start; with ``half_life`` and the whole
+    acquisition's duration, the mean activity during the scan is used, matching the
+    decay correction that :func:`calibrate` applies to patient data.
     """
     if volume.unit != "counts":
         raise ValueError(f"sensitivity needs a reconstruction in 'counts', got {volume.unit!r}")
     x = np.asarray(volume.to_host().data, dtype=np.float64)
     total = float(x[mask].sum() if mask is not None else x.sum())
-    return total / _positive("frame_duration_s", frame_duration_s) / _positive("activity_mbq", activity_mbq)
+    activity = _positive("activity_mbq", activity_mbq)
+    if acquisition_duration_s > 0:
+        if half_life is None:
+            raise ValueError("decay during the calibration scan needs a half-life")
+        activity *= float(acquisition_decay_factor(half_life, acquisition_duration_s))
+    return total / _positive("frame_duration_s", frame_duration_s) / activity

@@ -66,6 +66,33 @@ def blur_increments(sigma_px: np.ndarray) -> np.ndarray:
     return np.maximum(inc, 0.0)
 
 
+def fov_radius_mm(grid: ImageGrid) -> float:
+    """Radius (mm) of the reconstruction circle: voxels whose centre lies inside it are seen, with all
+    their interpolation taps, by every view of the rotated (depth x column) frame."""
+    _, dy, dx = grid.spacing_mm
+    ny, nx = grid.shape[1:]
+    return ((min(ny, nx) - 1) / 2.0 - 1.0) * min(dy, dx)
+
+
+def fov_mask(grid: ImageGrid) -> np.ndarray:
+    """(ny, nx) bool: the transaxial reconstruction circle of :func:`fov_radius_mm`."""
+    _, dy, dx = grid.spacing_mm
+    ny, nx = grid.shape[1:]
+    y = (np.arange(ny) - (ny - 1) / 2.0) * dy
+    x = (np.arange(nx) - (nx - 1) / 2.0) * dx
+    return np.hypot(y[:, None], x[None, :]) <= fov_radius_mm(grid) + 1e-6
+
+
+def check_inside_fov(mask_zyx: np.ndarray, grid: ImageGrid, what: str) -> None:
+    """Raise ValueError when any voxel of ``mask_zyx`` lies outside the reconstruction circle."""
+    outside = mask_zyx.any(axis=0) & ~fov_mask(grid)
+    if outside.any():
+        raise ValueError(
+            f"{what} extends beyond the reconstruction circle of radius {fov_radius_mm(grid):.1f} mm "
+            f"({int(outside.sum())} transaxial voxels outside): use a larger detector matrix or crop it"
+        )
+
+
 def check_orbit_clears_body(body_mask: np.ndarray, grid: ImageGrid, geometry: SPECTGeometry) -> None:
     """Raise ValueError naming the view when any body voxel lies beyond that view's detector face."""
     zyx = np.nonzero(body_mask.any(axis=0))
@@ -77,7 +104,7 @@ def check_orbit_clears_body(body_mask: np.ndarray, grid: ImageGrid, geometry: SP
     x = (zyx[1] - (nx - 1) / 2.0) * dx
     theta = np.deg2rad(geometry.angles_deg)
     for v, (t, r) in enumerate(zip(theta, geometry.radius_mm)):
-        reach = float(np.max(x * np.sin(t) - y * np.cos(t))) + 0.5 * max(dx, dy)
+        reach = float(np.max(x * np.sin(t) - y * np.cos(t))) + 0.5 * np.hypot(dx, dy)
         if reach > r:
             raise ValueError(
                 f"orbit radius {r:.1f} mm at view {v} ({geometry.angles_deg[v]:.1f} deg) lies inside the body "
@@ -118,6 +145,7 @@ class SPECTSystemModel:
         self.attenuation = None
         if mu_map is not None:
             self.attenuation = self._attenuation_factors(mu_map)
+        self.fov = self._xp.asarray(fov_mask(self.grid).astype(np.float32))[None, :, :]
         self._workspaces: dict[int, projector.ProjectorWorkspace] = {}
         self._all_views = self._xp.arange(geometry.n_views, dtype=self._xp.int64)
 
@@ -164,17 +192,22 @@ class SPECTSystemModel:
         from recon.data.materials import linear_mu_per_mm  # noqa: PLC0415
 
         water = linear_mu_per_mm("water", min(max(self.photon_energy_kev, 50.0), 600.0))
-        check_orbit_clears_body(mu > _BODY_MU_FRACTION_OF_WATER * water, self.grid, self.geometry)
+        body = mu > _BODY_MU_FRACTION_OF_WATER * water
+        check_inside_fov(body, self.grid, "the body outline of the mu-map")
+        check_orbit_clears_body(body, self.grid, self.geometry)
         n_bytes = self.geometry.n_views * self.image_shape[0] * self.n_depth * self.geometry.n_cols * 4
         logger.info("attenuation factors: %d views, %.2f GiB on %s", self.geometry.n_views, n_bytes / 2**30, self.device)
         mu_dev = to_device(np.ascontiguousarray(mu, dtype=np.float32), self.device)
         return projector.attenuation_factors(mu_dev, self.proj_geometry, self.geometry.pixel_size_mm, self.geometry.n_cols)
 
     def views_array(self, views: Any | None) -> Any:
-        """View indices as an int64 array on this model's device (all views when None)."""
+        """View indices as an int64 array on this model's device (all views when None), range-checked."""
         if views is None:
             return self._all_views
-        return self._xp.asarray(np.asarray(to_host(views), dtype=np.int64))
+        host = np.asarray(to_host(views), dtype=np.int64).reshape(-1)
+        if host.size == 0 or host.min() < 0 or host.max() >= self.geometry.n_views:
+            raise ValueError(f"view indices must be a non-empty set in [0, {self.geometry.n_views})")
+        return self._xp.asarray(host)
 
     def workspace(self, n_views: int) -> projector.ProjectorWorkspace:
         """Scratch buffers for up to ``n_views`` views, allocated once and reused."""
@@ -186,19 +219,31 @@ class SPECTSystemModel:
         self._workspaces = {n_views: ws}
         return ws
 
-    def forward(self, image: Any, views: Any | None = None, out: Any | None = None) -> Any:
-        """Expected counts (len(views), rows, cols) of image (z, y, x) without the additive term."""
-        v = self.views_array(views)
-        return projector.forward(image, self.proj_geometry, v, self.attenuation, self.workspace(v.size), out)
+    def forward(self, image: Any, views: Any | None = None) -> Any:
+        """Expected counts (len(views), rows, cols) of image (z, y, x) without the additive term.
 
-    def back(self, proj: Any, views: Any | None = None, out: Any | None = None) -> Any:
-        """Adjoint of :meth:`forward`: image (z, y, x)."""
-        v = self.views_array(views)
-        return projector.back(proj, self.proj_geometry, v, self.image_shape, self.attenuation, self.workspace(v.size), out)
+        Only the reconstruction circle (:func:`fov_mask`) is projected, the same in every view.
+        """
+        return self._forward_views(image, self.views_array(views))
+
+    def back(self, proj: Any, views: Any | None = None) -> Any:
+        """Adjoint of :meth:`forward`: image (z, y, x), zero outside the reconstruction circle."""
+        return self._back_views(proj, self.views_array(views))
 
     def subset_operator(self, views: Any) -> "SPECTViewsOperator":
-        """The linear operator restricted to ``views``."""
+        """The linear operator restricted to ``views`` (checked and moved to the device once)."""
         return SPECTViewsOperator(self, self.views_array(views))
+
+    def _forward_views(self, image: Any, views_dev: Any) -> Any:
+        masked = self._xp.ascontiguousarray(image * self.fov, dtype=self._xp.float32)
+        return projector.forward(masked, self.proj_geometry, views_dev, self.attenuation,
+                                 self.workspace(int(views_dev.size)))
+
+    def _back_views(self, proj: Any, views_dev: Any) -> Any:
+        img = projector.back(proj, self.proj_geometry, views_dev, self.image_shape, self.attenuation,
+                             self.workspace(int(views_dev.size)))
+        img *= self.fov
+        return img
 
 
 class SPECTViewsOperator:
@@ -212,8 +257,8 @@ class SPECTViewsOperator:
 
     def apply(self, x: Any) -> Any:
         """Forward projection of x for this subset's views."""
-        return self.model.forward(x, self.views)
+        return self.model._forward_views(x, self.views)
 
     def adjoint(self, y: Any) -> Any:
         """Back projection of y for this subset's views."""
-        return self.model.back(y, self.views)
+        return self.model._back_views(y, self.views)
