@@ -66,12 +66,12 @@ def osem(
             raise ValueError(f"x0 shape {tuple(x.shape)} != image shape {in_shape}")
         if bool((x < 0).any()) or not bool(xp.isfinite(x).all()):
             raise ValueError("x0 must be finite and non-negative")
-    inv_sens = [
-        xp.where(s.sensitivity > 0, 1.0 / xp.maximum(s.sensitivity, _TINY), 0.0).astype(xp.float32) for s in subsets
-    ]
-    # a voxel one subset cannot see keeps its value in that sub-iteration; only voxels that no subset
-    # sees are set to 0 (no data constrain them)
-    seen = [s.sensitivity > 0 for s in subsets]
+    # Per subset: 1/s_b where s_b > 0, and a 1 where s_b = 0 added to the update factor, so a voxel the
+    # subset cannot see (its back projection is 0 there) keeps its value. Voxels that no subset sees
+    # are set to 0: no data constrain them.
+    inv_sens = [xp.where(s.sensitivity > 0, 1.0 / xp.maximum(s.sensitivity, _TINY), 0.0).astype(xp.float32)
+                for s in subsets]
+    unseen = [(s.sensitivity <= 0).astype(xp.float32) for s in subsets]
     x *= (sum(s.sensitivity for s in subsets) > 0).astype(xp.float32)
     start = time.perf_counter()
     n_sub = len(subsets)
@@ -81,7 +81,10 @@ def osem(
             if s.additive is not None:
                 expected += s.additive
             ratio = xp.where(expected > 0, s.measured / xp.maximum(expected, _TINY), 0.0).astype(xp.float32)
-            x = xp.where(seen[b], x * s.operator.adjoint(ratio) * inv_sens[b], x).astype(xp.float32)
+            factor = s.operator.adjoint(ratio)
+            factor *= inv_sens[b]
+            factor += unseen[b]
+            x *= factor
             if progress:
                 logger.debug("OSEM iteration %d/%d, subset %d/%d", it + 1, n_iterations, b + 1, n_sub)
             if callback is not None:

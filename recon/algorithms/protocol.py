@@ -13,11 +13,11 @@ class LinearOperator(Protocol):
     out_shape: tuple[int, ...]
 
     def apply(self, x: Any) -> Any:
-        """A x."""
+        """A x, a new array the caller may modify."""
         ...
 
     def adjoint(self, y: Any) -> Any:
-        """A^T y."""
+        """A^T y, a new array the caller may modify."""
         ...
 
 

@@ -146,6 +146,7 @@ class SPECTSystemModel:
         if mu_map is not None:
             self.attenuation = self._attenuation_factors(mu_map)
         self.fov = self._xp.asarray(fov_mask(self.grid).astype(np.float32))[None, :, :]
+        self._masked_image = self._xp.empty(self.image_shape, dtype=self._xp.float32)
         self._workspaces: dict[int, projector.ProjectorWorkspace] = {}
         self._all_views = self._xp.arange(geometry.n_views, dtype=self._xp.int64)
 
@@ -235,7 +236,10 @@ class SPECTSystemModel:
         return SPECTViewsOperator(self, self.views_array(views))
 
     def _forward_views(self, image: Any, views_dev: Any) -> Any:
-        masked = self._xp.ascontiguousarray(image * self.fov, dtype=self._xp.float32)
+        if tuple(image.shape) != self.image_shape:
+            raise ValueError(f"image shape {tuple(image.shape)} != model image shape {self.image_shape}")
+        masked = self._masked_image  # reused buffer: no image-sized allocation per subset
+        self._xp.multiply(image, self.fov, out=masked)
         return projector.forward(masked, self.proj_geometry, views_dev, self.attenuation,
                                  self.workspace(int(views_dev.size)))
 
