@@ -2,8 +2,12 @@
 from recon.data.collimator import COLLIMATOR_PRESETS, Collimator, get_collimator, lead_mu_per_mm
 from recon.data.grid import ImageGrid, Volume
 from recon.data.spect import EnergyWindow, SPECTAcquisition, SPECTGeometry
+from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
 
 __all__ = [
+    "AcquisitionInfo",
+    "DoseInfo",
+    "PatientInfo",
     "COLLIMATOR_PRESETS",
     "Collimator",
     "EnergyWindow",

@@ -49,6 +49,14 @@ class ImageGrid:
         origin = (-(nx - 1) * dx / 2.0, -(ny - 1) * dy / 2.0, -(nz - 1) * dz / 2.0)
         return cls((nz, ny, nx), (dz, dy, dx), origin)
 
+    def recentred(self, center_mm: tuple[float, float, float]) -> "ImageGrid":
+        """The same shape and spacing with its geometric centre at ``center_mm`` (LPS x, y, z, mm)."""
+        nz, ny, nx = self.shape
+        dz, dy, dx = self.spacing_mm
+        cx, cy, cz = _as_float_triple("center_mm", center_mm)
+        return ImageGrid(self.shape, self.spacing_mm,
+                         (cx - (nx - 1) * dx / 2.0, cy - (ny - 1) * dy / 2.0, cz - (nz - 1) * dz / 2.0))
+
     @property
     def voxel_volume_ml(self) -> float:
         """Volume of one voxel in mL (1 mL = 1000 mm^3)."""
@@ -94,6 +102,9 @@ class ImageGrid:
 class Volume:
     """A float32 (z, y, x) array on an :class:`ImageGrid`, with its unit (e.g. ``"counts"``, ``"Bq/mL"``).
 
+    ``frame_of_reference_uid`` names the patient coordinate system the grid is in
+    (DICOM Frame of Reference UID; ``""`` when unknown).
+
     The array is copied on construction (host arrays become C-contiguous
     float32), so a Volume never aliases the caller's data.
     """
@@ -102,6 +113,7 @@ class Volume:
     grid: ImageGrid
     unit: str = "counts"
     metadata: dict[str, Any] = field(default_factory=dict)
+    frame_of_reference_uid: str = ""
 
     def __post_init__(self) -> None:
         from recon.backend import array_module  # noqa: PLC0415 - avoids a cycle at import
@@ -121,4 +133,4 @@ class Volume:
         """The same volume with its data as a NumPy array."""
         from recon.backend import to_host  # noqa: PLC0415
 
-        return Volume(to_host(self.data), self.grid, self.unit, self.metadata)
+        return Volume(to_host(self.data), self.grid, self.unit, self.metadata, self.frame_of_reference_uid)

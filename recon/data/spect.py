@@ -27,6 +27,7 @@ import numpy as np
 
 from recon.data.collimator import Collimator
 from recon.data.grid import ImageGrid
+from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,17 @@ class SPECTGeometry:
 
 @dataclass(frozen=True)
 class SPECTAcquisition:
-    """Projections of one SPECT study, all energy windows, with geometry, collimator and timing.
+    """Projections of one SPECT study, all energy windows, with geometry, collimator, timing and placement.
 
     ``counts`` maps window name -> float32 (view, row, col) array of counts.
-    ``frame_duration_s`` is the acquisition time per view (s).
+    ``frame_duration_s`` is the acquisition time per view (s); ``n_detectors``
+    heads acquire views at the same time (views are split evenly between them).
+    ``center_mm`` is the patient-space (LPS, mm) position of the reconstruction
+    grid's centre (on the rotation axis, at the detector's axial centre), as the
+    input gives it; ``None`` when the input does not place the study (the grid
+    is then centred on the origin). ``info``, ``patient`` and ``dose`` are the
+    typed study metadata; ``metadata`` holds only opaque pass-through items
+    (e.g. the source DICOM header for writers).
     """
 
     counts: dict[str, np.ndarray]
@@ -130,6 +138,11 @@ class SPECTAcquisition:
     photon_energy_kev: float = 140.5
     radionuclide: str = "Tc-99m"
     metadata: dict[str, Any] = field(default_factory=dict)
+    n_detectors: int = 1
+    center_mm: tuple[float, float, float] | None = None
+    info: AcquisitionInfo = field(default_factory=AcquisitionInfo)
+    patient: PatientInfo = field(default_factory=PatientInfo)
+    dose: DoseInfo = field(default_factory=DoseInfo)
 
     def __post_init__(self) -> None:
         windows = tuple(self.windows)
@@ -159,9 +172,32 @@ class SPECTAcquisition:
             raise ValueError(f"frame_duration_s must be positive, got {self.frame_duration_s}")
         if not np.isfinite(self.photon_energy_kev) or self.photon_energy_kev <= 0:
             raise ValueError(f"photon_energy_kev must be positive, got {self.photon_energy_kev}")
+        n_det = int(self.n_detectors)
+        if n_det < 1 or g.n_views % n_det:
+            raise ValueError(f"n_detectors must be >= 1 and divide the {g.n_views} views, got {self.n_detectors}")
+        if self.center_mm is not None:
+            centre = tuple(float(c) for c in self.center_mm)
+            if len(centre) != 3 or not all(np.isfinite(centre)):
+                raise ValueError(f"center_mm must be 3 finite LPS coordinates (x, y, z) in mm, got {self.center_mm}")
+            object.__setattr__(self, "center_mm", centre)
+        object.__setattr__(self, "n_detectors", n_det)
         object.__setattr__(self, "windows", windows)
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "metadata", dict(self.metadata))
+
+    @property
+    def acquisition_duration_s(self) -> float:
+        """Wall time of the whole acquisition (s): views per detector x time per view."""
+        return self.geometry.n_views / self.n_detectors * self.frame_duration_s
+
+    @property
+    def image_grid(self) -> ImageGrid:
+        """The reconstruction grid placed in patient space (LPS, mm): the geometry's grid, centred on
+        :attr:`center_mm` (on the origin when the input gives no position)."""
+        base = self.geometry.image_grid()
+        if self.center_mm is None:
+            return base
+        return base.recentred(self.center_mm)
 
     def window(self, name: str) -> EnergyWindow:
         """The energy window called ``name``."""
