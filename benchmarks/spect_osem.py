@@ -34,7 +34,8 @@ if str(ROOT) not in sys.path:
 from recon.backend import resolve_device, to_device, to_host  # noqa: E402
 from recon.data import ImageGrid  # noqa: E402
 from recon.phantoms.library import bone_torso  # noqa: E402
-from recon.spect.reconstruct import SPECTReconOptions, build_subsets, reconstruct_spect  # noqa: E402
+from recon.algorithms.reconstruct import build_subsets  # noqa: E402
+from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect  # noqa: E402
 from recon.spect.scatter import estimate_scatter  # noqa: E402
 from recon.spect.simulate import AcquisitionProtocol, circular_orbit_radius_mm, simulate_spect  # noqa: E402
 from recon.spect.system_model import SPECTSystemModel  # noqa: E402

@@ -60,7 +60,7 @@ def test_cpu_and_gpu_give_same_projections_and_osem(rng):
     import cupy as cp
 
     from recon.data import SPECTGeometry, Volume, get_collimator
-    from recon.spect.reconstruct import build_subsets
+    from recon.algorithms.reconstruct import build_subsets
     from recon.algorithms.osem import osem
     from recon.spect.system_model import SPECTSystemModel
     from tests.conftest import supersampled_cylinder

@@ -1,8 +1,14 @@
-"""What an algorithm is handed: linear operators and per-subset terms. Nothing modality-specific."""
+"""What an algorithm is handed: a system model, its linear operators and per-subset terms.
+
+Nothing modality-specific: SPECT and PET models implement :class:`SystemModel`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from recon.data.grid import ImageGrid
 
 
 @runtime_checkable
@@ -18,6 +24,35 @@ class LinearOperator(Protocol):
 
     def adjoint(self, y: Any) -> Any:
         """A^T y, a new array the caller may modify."""
+        ...
+
+
+@runtime_checkable
+class SystemModel(Protocol):
+    """The forward model of one study on one device: y ~ Poisson(A x + additive).
+
+    The measured data (shape ``data_shape``) split into ``n_subset_units`` units along their
+    first axis or otherwise (SPECT: views; PET: sinogram views or list-mode events); a subset
+    is a set of unit indices. Building a subset's operator or data never changes the model.
+    """
+
+    grid: ImageGrid  # the image grid in patient space (LPS, mm)
+    data_shape: tuple[int, ...]  # shape of the full measured data
+    n_subset_units: int  # how many units the data partition into for subsets
+    device: str  # "cpu" or "cuda"
+
+    @property
+    def xp(self) -> Any:
+        """Array module (numpy or cupy) of the model's device."""
+        ...
+
+    def subset_operator(self, indices: Any) -> LinearOperator:
+        """The linear operator A_b for the units ``indices`` (image -> that part of the data)."""
+        ...
+
+    def subset_data(self, array: Any, indices: Any) -> Any:
+        """The part of a full ``data_shape`` array (measured or additive) for ``indices``, on the
+        model's device, C-contiguous, shaped like ``subset_operator(indices).out_shape``."""
         ...
 
 

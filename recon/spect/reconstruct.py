@@ -1,6 +1,8 @@
-"""SPECT reconstruction end to end: system model, scatter term, subsets, OSEM.
+"""SPECT reconstruction: the SPECT system model and scatter term, handed to the generic OSEM.
 
-Data are moved to the device once here; the OSEM loop runs without host copies.
+y_theta = PSF_d . Att_theta . Rot_theta x + s_theta (:mod:`recon.spect.system_model`), with the
+scatter expectation s from the energy windows (:mod:`recon.spect.scatter`). The reconstruction
+grid is the acquisition's, placed in patient space (``acq.image_grid``); a mu-map must be on it.
 """
 from __future__ import annotations
 
@@ -9,43 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from recon.algorithms.osem import OSEMProgress, osem
-from recon.algorithms.protocol import Subset
-from recon.backend import to_device, to_host
+from recon.algorithms.osem import OSEMProgress
+from recon.algorithms.reconstruct import OSEMOptions, reconstruct
+from recon.backend import to_host
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
 from recon.spect.scatter import estimate_scatter
 from recon.spect.system_model import SPECTSystemModel
 
 logger = logging.getLogger(__name__)
-
-
-def interleaved_subsets(n_views: int, n_subsets: int) -> list[np.ndarray]:
-    """View indices of each subset: subset b holds views b, b + n, b + 2n, ..."""
-    if n_subsets < 1:
-        raise ValueError(f"n_subsets must be >= 1, got {n_subsets}")
-    if n_subsets > n_views:
-        raise ValueError(f"n_subsets ({n_subsets}) exceeds the number of views ({n_views})")
-    return [np.arange(b, n_views, n_subsets, dtype=np.int64) for b in range(n_subsets)]
-
-
-def build_subsets(model: SPECTSystemModel, measured: np.ndarray, additive: np.ndarray | None,
-                  n_subsets: int) -> list[Subset]:
-    """Per-subset operators, data and sensitivity images (A_b^T 1), all on the model's device, computed once."""
-    xp = model.xp
-    measured_dev = to_device(np.ascontiguousarray(measured, dtype=np.float32), model.device)
-    additive_dev = None if additive is None else to_device(np.ascontiguousarray(additive, dtype=np.float32), model.device)
-    subsets = []
-    for views in interleaved_subsets(model.geometry.n_views, n_subsets):
-        op = model.subset_operator(views)
-        v = op.views
-        y = xp.ascontiguousarray(measured_dev[v])
-        r = None if additive_dev is None else xp.ascontiguousarray(additive_dev[v])
-        sens = op.adjoint(xp.ones(op.out_shape, dtype=xp.float32))
-        subsets.append(Subset(op, y, r, sens))
-    return subsets
 
 
 @dataclass(frozen=True)
@@ -60,6 +34,14 @@ class SPECTReconOptions:
     device: str = "auto"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.osem  # noqa: B018 - validates iterations, subsets and progress
+
+    @property
+    def osem(self) -> OSEMOptions:
+        """The algorithm's share of these options (validated there)."""
+        return OSEMOptions(self.n_iterations, self.n_subsets, self.progress)
+
 
 def reconstruct_spect(
     acq: SPECTAcquisition,
@@ -67,12 +49,14 @@ def reconstruct_spect(
     options: SPECTReconOptions | None = None,
     callback: Callable[[OSEMProgress], None] | None = None,
 ) -> Volume:
-    """OSEM reconstruction of the photopeak; returns a Volume in counts (per view duration) on the host.
+    """OSEM reconstruction of the photopeak; returns a Volume in counts (per view duration) on the host,
+    on ``acq.image_grid`` in the acquisition's frame of reference.
 
-    ``mu_map`` (1/mm at the photopeak energy, on the projections' grid) is required when
+    ``mu_map`` (1/mm at the photopeak energy, on ``acq.image_grid``) is required when
     ``options.attenuation`` is True.
     """
     opts = options or SPECTReconOptions()
+    osem_opts = opts.osem
     if opts.attenuation and mu_map is None:
         raise ValueError("attenuation correction requested but no mu-map given (use attenuation=False to skip)")
     model = SPECTSystemModel(
@@ -82,14 +66,13 @@ def reconstruct_spect(
         mu_map=mu_map if opts.attenuation else None,
         psf=opts.psf,
         device=opts.device,
+        grid=acq.image_grid,
     )
     scatter = estimate_scatter(acq, opts.scatter)
-    subsets = build_subsets(model, acq.photopeak_counts, scatter, opts.n_subsets)
-    logger.info(
-        "SPECT OSEM: %d iterations x %d subsets on %s (attenuation=%s, psf=%s, scatter=%s)",
-        opts.n_iterations, opts.n_subsets, model.device, model.attenuation is not None, opts.psf, opts.scatter,
-    )
-    x = osem(subsets, opts.n_iterations, callback=callback, progress=opts.progress)
+    if opts.progress:
+        logger.info("SPECT OSEM: attenuation=%s, psf=%s, scatter=%s", model.attenuation is not None, opts.psf,
+                    opts.scatter)
+    x = reconstruct(model, acq.photopeak_counts, scatter, osem_opts, callback=callback)
     meta: dict[str, Any] = {
         "algorithm": "OSEM",
         "iterations": opts.n_iterations,
@@ -102,4 +85,5 @@ def reconstruct_spect(
         "radionuclide": acq.radionuclide,
         "device": model.device,
     }
-    return Volume(to_host(x), model.grid, unit="counts", metadata=meta)
+    return Volume(to_host(x), model.grid, unit="counts", metadata=meta,
+                  frame_of_reference_uid=acq.info.frame_of_reference_uid)

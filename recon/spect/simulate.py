@@ -95,7 +95,9 @@ def simulate_spect(
     """Simulate all energy windows of a SPECT study of ``activity`` (Bq/mL) on its grid.
 
     ``rng=None`` gives noise-free expected counts. The grid must be (rows, cols, cols)
-    with equal transaxial spacing; the rotation axis is the grid centre.
+    with equal transaxial spacing; the rotation axis is the grid centre, and the
+    acquisition's ``center_mm`` is that centre in patient space, so it reconstructs
+    onto the activity's grid. ``mu_map`` must be on the activity's grid.
     """
     proto = protocol or AcquisitionProtocol()
     if activity.unit != "Bq/mL":
@@ -110,7 +112,7 @@ def simulate_spect(
         raise ValueError(f"simulation needs a square transaxial grid with equal spacing, got {grid.shape} {grid.spacing_mm}")
     geometry = proto.geometry(nz, nx, dx, dz)
     model = SPECTSystemModel(geometry, proto.collimator, proto.photon_energy_kev, mu_map=mu_map, psf=True,
-                             device=device)
+                             device=device, grid=grid)
     scale = counts_per_bq_per_ml(grid.voxel_volume_ml, proto.sensitivity_cps_per_mbq, proto.frame_duration_s)
     x = to_device(np.ascontiguousarray(act * scale, dtype=np.float32), model.device)
     primary = to_host(model.forward(x)).astype(np.float64)
@@ -142,4 +144,4 @@ def simulate_spect(
         "total_activity_mbq": total_mbq,
     }
     return SPECTAcquisition(counts, proto.windows, "photopeak", geometry, proto.collimator, proto.frame_duration_s,
-                            proto.photon_energy_kev, "Tc-99m", meta)
+                            proto.photon_energy_kev, "Tc-99m", meta, center_mm=grid.center_mm)

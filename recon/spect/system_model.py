@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # mu above this fraction of water's counts as "inside the body" for the orbit check
 _BODY_MU_FRACTION_OF_WATER = 0.5
+# a mu-map must sit on the reconstruction grid: shape equal, spacing and origin within this (mm)
+_GRID_TOLERANCE_MM = 1e-3
 
 
 def check_grid_matches(grid: ImageGrid, geometry: SPECTGeometry) -> None:
@@ -113,11 +115,15 @@ def check_orbit_clears_body(body_mask: np.ndarray, grid: ImageGrid, geometry: SP
 
 
 class SPECTSystemModel:
-    """Parallel-hole SPECT forward model on one device, built once per study.
+    """Parallel-hole SPECT forward model on one device, built once per study; a
+    :class:`~recon.algorithms.protocol.SystemModel` whose subset units are the views.
 
     Parameters: geometry (orbit, detector), collimator, photon energy (keV),
-    optional mu-map Volume (1/mm at that energy, on the projections' grid),
-    ``psf`` to model the collimator-detector response, ``device``.
+    optional mu-map Volume (1/mm at that energy, on ``grid``), ``psf`` to model the
+    collimator-detector response, ``device``, and ``grid``: the reconstruction grid in
+    patient space (LPS, mm), with the shape and spacing the projections define (default
+    ``geometry.image_grid()``, centred on the origin). The grid's centre is on the
+    rotation axis; only its placement in patient space comes from ``grid``.
     """
 
     def __init__(
@@ -134,10 +140,12 @@ class SPECTSystemModel:
         self.collimator = collimator
         self.photon_energy_kev = float(photon_energy_kev)
         self.device = resolve_device(device)
-        self.grid = geometry.image_grid() if grid is None else grid
-        check_grid_matches(self.grid, geometry)
+        if grid is not None and not isinstance(grid, ImageGrid):
+            raise TypeError(f"grid must be an ImageGrid, got {type(grid).__name__}")
+        self._grid = geometry.image_grid() if grid is None else grid
+        check_grid_matches(self._grid, geometry)
         self.psf = bool(psf)
-        self.image_shape: tuple[int, int, int] = self.grid.shape
+        self.image_shape: tuple[int, int, int] = self._grid.shape
         self.projection_shape: tuple[int, int, int] = (geometry.n_views, geometry.n_rows, geometry.n_cols)
         self.n_depth = geometry.n_cols
         self.proj_geometry = self._projector_geometry()
@@ -154,6 +162,30 @@ class SPECTSystemModel:
     def xp(self) -> Any:
         """Array module (numpy or cupy) of this model's device."""
         return self._xp
+
+    @property
+    def grid(self) -> ImageGrid:
+        """The reconstruction grid in patient space (LPS, mm), fixed at construction."""
+        return self._grid
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """Shape of the full projections: (views, rows, cols)."""
+        return self.projection_shape
+
+    @property
+    def n_subset_units(self) -> int:
+        """Subsets are made of views."""
+        return self.geometry.n_views
+
+    def subset_data(self, array: Any, views: Any) -> Any:
+        """The projections (len(views), rows, cols) of ``views`` from a full (views, rows, cols) array, as
+        C-contiguous float32 on this model's device (the full array is copied there first if it is elsewhere:
+        pass device arrays to avoid one copy per subset)."""
+        if tuple(array.shape) != self.projection_shape:
+            raise ValueError(f"projections shape {tuple(array.shape)} != model data shape {self.projection_shape}")
+        full = to_device(array, self.device)
+        return self._xp.ascontiguousarray(full[self.views_array(views)], dtype=self._xp.float32)
 
     def _projector_geometry(self) -> projector.RotateSumGeometry:
         g = self.geometry
@@ -175,16 +207,13 @@ class SPECTSystemModel:
     def _attenuation_factors(self, mu_map: Volume) -> Any:
         if mu_map.unit != "1/mm":
             raise ValueError(f"mu-map unit must be '1/mm', got {mu_map.unit!r}")
-        same_sampling = mu_map.grid.shape == self.grid.shape and np.allclose(
-            mu_map.grid.spacing_mm, self.grid.spacing_mm, rtol=1e-4, atol=1e-4)
-        if not same_sampling:
+        if not mu_map.grid.same_as(self.grid, tol_mm=_GRID_TOLERANCE_MM):
             raise ValueError(
                 f"mu-map grid (shape {mu_map.grid.shape}, spacing {mu_map.grid.spacing_mm} mm, origin "
                 f"{mu_map.grid.origin_mm} mm) differs from the reconstruction grid (shape {self.grid.shape}, "
-                f"spacing {self.grid.spacing_mm} mm): resample it onto the projections' grid first"
+                f"spacing {self.grid.spacing_mm} mm, origin {self.grid.origin_mm} mm): resample the mu-map "
+                f"onto the reconstruction grid first"
             )
-        # the mu-map places the reconstruction in patient space
-        self.grid = mu_map.grid
         mu = to_host(mu_map.data)
         if (mu < 0).any():
             raise ValueError(f"mu-map has negative attenuation coefficients (min {mu.min()} 1/mm)")
