@@ -15,7 +15,7 @@ from recon.data import (
     Volume,
     get_collimator,
 )
-from recon.quant.calibration import SPECTCalibration, calibrate, sensitivity_from_planar, sensitivity_from_reconstruction
+from recon.quant.calibration import Calibration, SPECTCalibration, calibrate, sensitivity_from_planar, sensitivity_from_reconstruction
 from recon.quant.decay import acquisition_decay_factor, decay_factor
 from recon.quant.radionuclides import Radionuclide, get_radionuclide
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "COLLIMATOR_PRESETS",
     "AcquisitionProtocol",
+    "Calibration",
     "Collimator",
     "EnergyWindow",
     "ImageGrid",
