@@ -184,3 +184,19 @@ def test_resample_refuses_bad_input():
         resample(np.zeros((2, 2, 2)), np.zeros((4, 4)), ImageGrid((1, 1, 1), (1.0, 1.0, 1.0)))
     with pytest.raises(ValueError, match="does not match"):
         resample_grid(np.zeros((2, 2, 2)), ImageGrid((3, 2, 2), (1.0, 1.0, 1.0)), ImageGrid((1, 1, 1), (1.0, 1.0, 1.0)))
+
+
+def test_physics_imports_no_io_modality_or_quantification():
+    """recon.physics sits below the modalities: its modules import only recon.data and itself."""
+    import ast
+    from pathlib import Path
+
+    import recon.physics
+
+    for path in Path(recon.physics.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("recon"):
+                    assert name.startswith(("recon.data", "recon.physics")), f"{path.name} imports {name}"

@@ -54,6 +54,40 @@ def _source_index_planes(inv: np.ndarray, target: ImageGrid, k: int) -> list[np.
     return [inv[r, 0] * x + inv[r, 1] * y + (inv[r, 2] * z + inv[r, 3]) for r in range(3)]
 
 
+def _nearest(flat: np.ndarray, shape: tuple[int, ...], f: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(inside mask, values there) of the voxels the fractional indices ``f`` round to."""
+    idx = [np.rint(fa).astype(np.int64) for fa in f]
+    inside = np.ones(idx[0].shape, dtype=bool)
+    for a in range(3):
+        inside &= (idx[a] >= 0) & (idx[a] < shape[a])
+    lin = (idx[0][inside] * shape[1] + idx[1][inside]) * shape[2] + idx[2][inside]
+    return inside, flat[lin]
+
+
+def _trilinear(flat: np.ndarray, shape: tuple[int, ...], f: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(inside mask, trilinear values there) at fractional indices ``f``; the outer half voxel takes the edge."""
+    inside = np.ones(f[0].shape, dtype=bool)
+    for a in range(3):
+        inside &= (f[a] >= -0.5 - _EDGE_TOL) & (f[a] <= shape[a] - 0.5 + _EDGE_TOL)
+    lo, hi, w = [], [], []
+    for a in range(3):
+        n = shape[a]
+        fa = np.clip(f[a][inside], 0.0, n - 1.0)
+        i0 = np.zeros(fa.shape, dtype=np.int64) if n == 1 else np.minimum(np.floor(fa).astype(np.int64), n - 2)
+        lo.append(i0)
+        hi.append(np.minimum(i0 + 1, n - 1))
+        w.append(fa - i0)
+    acc = np.zeros(lo[0].shape, dtype=np.float64)
+    for bz in (0, 1):
+        iz, wz = (hi[0], w[0]) if bz else (lo[0], 1.0 - w[0])
+        for by in (0, 1):
+            iy, wy = (hi[1], w[1]) if by else (lo[1], 1.0 - w[1])
+            for bx in (0, 1):
+                ix, wx = (hi[2], w[2]) if bx else (lo[2], 1.0 - w[2])
+                acc += (wz * wy * wx) * flat[(iz * shape[1] + iy) * shape[2] + ix]
+    return inside, acc
+
+
 def resample(data: Any, source_affine: Any, target: ImageGrid, *, method: str = "linear",
              fill: float = 0.0) -> np.ndarray:
     """Values of ``data`` (z, y, x) placed by ``source_affine`` at the voxel centres of ``target``.
@@ -61,6 +95,7 @@ def resample(data: Any, source_affine: Any, target: ImageGrid, *, method: str = 
     ``source_affine``: 4x4 from (z, y, x, 1) source indices to LPS (x, y, z, 1) mm.
     ``method`` ``"linear"`` returns float32; ``"nearest"`` keeps the source dtype
     (float32 when ``fill`` is not 0). Points outside the source get ``fill``.
+    Works one target slice at a time, so memory stays at a few slices.
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -68,48 +103,15 @@ def resample(data: Any, source_affine: Any, target: ImageGrid, *, method: str = 
     if arr.ndim != 3:
         raise ValueError(f"source data must be 3-D (z, y, x), got shape {arr.shape}")
     inv = np.linalg.inv(_check_affine(source_affine))
-    shape = np.array(arr.shape)
     flat = arr.reshape(-1)
-    strides = np.array([arr.shape[1] * arr.shape[2], arr.shape[2], 1], dtype=np.int64)
     if method == "nearest":
-        dtype = arr.dtype if fill == 0 else np.result_type(arr.dtype, np.float32)
+        dtype, sample = (arr.dtype if fill == 0 else np.result_type(arr.dtype, np.float32)), _nearest
     else:
-        dtype = np.dtype(np.float32)
+        dtype, sample = np.dtype(np.float32), _trilinear
     out = np.full(target.shape, fill, dtype=dtype)
     for k in range(target.shape[0]):
-        f = _source_index_planes(inv, target, k)
-        if method == "nearest":
-            idx = [np.rint(fa).astype(np.int64) for fa in f]
-            inside = np.ones(idx[0].shape, dtype=bool)
-            for a in range(3):
-                inside &= (idx[a] >= 0) & (idx[a] < shape[a])
-            lin = sum(idx[a][inside] * strides[a] for a in range(3))
-            out[k][inside] = flat[lin]
-            continue
-        inside = np.ones(f[0].shape, dtype=bool)
-        for a in range(3):
-            inside &= (f[a] >= -0.5 - _EDGE_TOL) & (f[a] <= shape[a] - 0.5 + _EDGE_TOL)
-        lo, w = [], []
-        for a in range(3):
-            n = int(shape[a])
-            fa = np.clip(f[a][inside], 0.0, n - 1.0)
-            if n == 1:
-                i0 = np.zeros(fa.shape, dtype=np.int64)
-            else:
-                i0 = np.minimum(np.floor(fa).astype(np.int64), n - 2)
-            lo.append(i0)
-            w.append(fa - i0)
-        acc = np.zeros(lo[0].shape, dtype=np.float64)
-        for corner in range(8):
-            bits = ((corner >> 2) & 1, (corner >> 1) & 1, corner & 1)
-            lin = np.zeros(lo[0].shape, dtype=np.int64)
-            weight = np.ones(lo[0].shape, dtype=np.float64)
-            for a, b in enumerate(bits):
-                n = int(shape[a])
-                lin += np.minimum(lo[a] + b, n - 1) * strides[a]
-                weight *= w[a] if b else 1.0 - w[a]
-            acc += weight * flat[lin]
-        out[k][inside] = acc
+        inside, values = sample(flat, arr.shape, _source_index_planes(inv, target, k))
+        out[k][inside] = values
     return out
 
 
