@@ -36,7 +36,7 @@ from recon.data import (
     Volume,
     get_collimator,
 )
-from recon.quant.calibration import SPECTCalibration, calibrate, sensitivity_from_planar, sensitivity_from_reconstruction
+from recon.quant.calibration import Calibration, SPECTCalibration, calibrate, sensitivity_from_planar, sensitivity_from_reconstruction
 from recon.quant.decay import acquisition_decay_factor, decay_factor
 from recon.quant.radionuclides import Radionuclide, get_radionuclide
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
@@ -51,6 +51,7 @@ __all__ = [
     "AdjointOperator",
     "AdjointTestResult",
     "COLLIMATOR_PRESETS",
+    "Calibration",
     "Collimator",
     "ComposedOperator",
     "ElementwiseMultiply",

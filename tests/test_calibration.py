@@ -1,4 +1,5 @@
-"""The SPECT calibration chain: each step against its closed form, and a simulated uniform-cylinder
+"""The calibration chain: each step against its closed form, the same numbers as the pre-refactor chain,
+the PET factor, and a simulated uniform-cylinder
 calibration that recovers the sensitivity used to simulate it."""
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from recon.data import ImageGrid, Volume
 from recon.quant.calibration import (
+    Calibration,
     SPECTCalibration,
     calibrate,
     sensitivity_from_planar,
@@ -88,3 +90,70 @@ def test_reconstruction_sensitivity_accounts_for_decay_during_the_calibration_sc
     assert s == pytest.approx(91.0 / f, rel=2e-4)
     with pytest.raises(ValueError, match="half-life"):
         sensitivity_from_reconstruction(recon, 100.0, 20.0, acquisition_duration_s=1800.0)
+
+
+def _old_chain(x: np.ndarray, s: float, t: float, v_ml: float, half_life, duration: float, start, ref) -> np.ndarray:
+    """The pre-refactor calibrate(), written out: the same numbers must come out."""
+    from recon.quant.decay import acquisition_decay_factor, decay_factor
+
+    c = x / t / s * 1e6 / v_ml
+    acq = 1.0 / float(acquisition_decay_factor(half_life, duration)) if duration > 0 else 1.0
+    ref_f = decay_factor(half_life, start, ref) if ref is not None else 1.0
+    return (c * acq * ref_f).astype(np.float32)
+
+
+def test_generic_calibration_gives_the_same_numbers_as_before(rng):
+    grid = ImageGrid((3, 4, 5), (4.42, 4.42, 4.42))
+    counts = Volume(rng.random(grid.shape) * 1000.0, grid, "counts", frame_of_reference_uid="1.2.3")
+    start = datetime(2026, 11, 25, 10, 0, 0)
+    ref = start - timedelta(hours=2, minutes=10)
+    x = counts.data.astype(np.float64)
+    cases = [  # (calibration arguments, the old chain's (half_life, duration, start, reference))
+        ((91.0, 20.0), (None, 0.0, None, None)),
+        ((91.0, 20.0, "Tc-99m", 1800.0, start, ref), ("Tc-99m", 1800.0, start, ref)),
+        ((120.5, 15.0, "Lu-177", 900.0, start), ("Lu-177", 900.0, start, None)),
+    ]
+    for args, decay in cases:
+        expected = _old_chain(x, args[0], args[1], grid.voxel_volume_ml, *decay)
+        for cal in (SPECTCalibration(*args), Calibration.for_spect(*args), Calibration(*args)):
+            out = calibrate(counts, cal)
+            np.testing.assert_allclose(out.data, expected, rtol=1e-6)
+            assert out.frame_of_reference_uid == "1.2.3"
+    assert SPECTCalibration(91.0, 20.0).modality == "SPECT" and isinstance(SPECTCalibration(91.0, 20.0), Calibration)
+
+
+def test_calibrate_calls_the_named_steps_in_order(monkeypatch):
+    import recon.quant.calibration as cal_module
+
+    calls: list[str] = []
+    for name in ("count_rate", "activity_bq", "concentration_bq_per_ml", "correct_decay_during_acquisition",
+                 "decay_to_reference_time"):
+        real = getattr(cal_module, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            if np.ndim(args[0]) > 0:  # the image, not the factor recorded in metadata
+                calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(cal_module, name, spy)
+    start = datetime(2026, 11, 25, 10, 0, 0)
+    grid = ImageGrid((1, 2, 2), (2.0, 2.0, 2.0))
+    cal = Calibration(91.0, 20.0, "Tc-99m", 600.0, start, start - timedelta(hours=1))
+    cal_module.calibrate(Volume(np.ones(grid.shape), grid, "counts"), cal)
+    assert calls == ["count_rate", "activity_bq", "concentration_bq_per_ml", "correct_decay_during_acquisition",
+                     "decay_to_reference_time"]
+
+
+def test_pet_calibration_factor_is_the_inverse_sensitivity():
+    # F = 2500 Bq per cps <=> S = 400 cps/MBq; 300 s frame of F-18
+    grid = ImageGrid((2, 2, 2), (2.0, 2.0, 2.0))
+    counts = Volume(np.full(grid.shape, 6000.0), grid, "counts")
+    pet = Calibration.for_pet(2500.0, 300.0)
+    assert pet.modality == "PET" and pet.sensitivity_cps_per_mbq == pytest.approx(400.0)
+    # 6000 counts / 300 s = 20 cps -> 20 * 2500 = 50 kBq in 0.008 mL
+    np.testing.assert_allclose(calibrate(counts, pet).data, 20.0 * 2500.0 / 0.008, rtol=1e-6)
+    with_decay = Calibration.for_pet(2500.0, 300.0, "F-18")
+    assert with_decay.acquisition_duration_s == 300.0
+    assert calibrate(counts, with_decay).data.mean() > calibrate(counts, pet).data.mean()
+    with pytest.raises(ValueError, match="calibration_factor_bq_per_cps"):
+        Calibration.for_pet(0.0, 300.0)

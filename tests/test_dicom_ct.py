@@ -13,7 +13,7 @@ from recon.data.grid import ImageGrid, Volume
 from recon.data.materials import linear_mu_per_mm
 from recon.io.dicom_ct import ct_to_mu_map, read_ct_series, resample_trilinear
 from recon.io.dicom_nm import DicomFormatError
-from recon.spect.mu_map import bilinear_model, cortical_bone_hu, hu_to_mu
+from recon.physics.attenuation import bilinear_model, cortical_bone_hu, hu_to_mu
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 

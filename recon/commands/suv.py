@@ -59,7 +59,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load_mask(path: str, grid: Any) -> np.ndarray:
-    from recon.io.nifti import read_nifti, resample_to_grid  # noqa: PLC0415
+    from recon.io.nifti import read_mask_on_grid  # noqa: PLC0415
 
     p = Path(path)
     if p.suffix == ".npy":
@@ -68,7 +68,7 @@ def _load_mask(path: str, grid: Any) -> np.ndarray:
             raise ValueError(f"mask {p} has shape {m.shape}, the series grid is {grid.shape} (z, y, x)")
         return m > 0
     if p.name.endswith((".nii", ".nii.gz")):
-        return resample_to_grid(read_nifti(p), grid) > 0
+        return read_mask_on_grid(p, grid)
     raise ValueError(f"mask {p}: unsupported format (use .nii, .nii.gz or .npy)")
 
 

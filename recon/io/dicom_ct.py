@@ -26,7 +26,7 @@ from pydicom.errors import InvalidDicomError
 
 from recon.data.grid import ImageGrid, Volume
 from recon.io.dicom_nm import DicomFormatError, require_tag
-from recon.spect.mu_map import DEFAULT_CT_EFFECTIVE_ENERGY_KEV, bilinear_model
+from recon.physics.attenuation import DEFAULT_CT_EFFECTIVE_ENERGY_KEV, bilinear_model
 
 logger = logging.getLogger(__name__)
 

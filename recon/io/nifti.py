@@ -1,44 +1,46 @@
-"""A small NIfTI-1 reader (.nii, .nii.gz) for masks and label images.
+"""NIfTI images (.nii, .nii.gz) through nibabel: masks and label images in, volumes out.
 
-NIfTI stores voxels with the first index i fastest (Fortran order) and maps
-index (i, j, k) to RAS+ world millimetres by the sform (sform_code > 0,
-preferred) or the qform quaternion (qform_code > 0), else by the voxel sizes
-alone. In RAS+, x grows towards the patient's Right, y Anterior, z Superior;
-DICOM LPS grows towards Left, Posterior, Superior, so
-(x, y, z)_LPS = (-x, -y, z)_RAS.
+NIfTI indexes voxels (i, j, k) and maps them to RAS+ world millimetres (x grows
+towards the patient's Right, y Anterior, z Superior) by the sform (sform_code >
+0, preferred), else the qform (qform_code > 0), else by the voxel sizes alone
+(NIfTI "method 1"). Our patient space is DICOM LPS (Left, Posterior,
+Superior), so (x, y, z)_LPS = (-x, -y, z)_RAS, and our arrays are (z, y, x):
+a Volume's voxel [k, j, i] is NIfTI voxel (i, j, k).
 
-Only what masks need is supported: NIfTI-1 single files, integer and float
-datatypes, scl_slope/scl_inter; NIfTI-2 and .hdr/.img pairs are refused with a
-clear error.
+Resampling onto another grid is geometry and lives in :mod:`recon.physics.resample`.
 """
 from __future__ import annotations
 
-import gzip
-import math
+import logging
 import os
-import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
 
-from recon.data.grid import ImageGrid
+from recon.data.grid import ImageGrid, Volume
+from recon.physics.resample import resample
 
-__all__ = ["NiftiImage", "NiftiError", "read_nifti", "resample_to_grid"]
+__all__ = ["NiftiError", "NiftiImage", "read_mask_on_grid", "read_nifti", "resample_to_grid", "write_nifti"]
 
-_DTYPES: dict[int, str] = {
-    2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8",
-}
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+logger = logging.getLogger(__name__)
+
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: (k, j, i, 1) -> (i, j, k, 1): from our (z, y, x) index order to NIfTI's
+_ZYX_TO_IJK = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+_SUFFIXES = (".nii", ".nii.gz")
 
 
 class NiftiError(ValueError):
-    """The file is not a NIfTI-1 image this reader understands."""
+    """The file is not a NIfTI image this reader understands."""
 
 
 @dataclass(frozen=True)
 class NiftiImage:
-    """Voxel array indexed (i, j, k[, ...]) and the 4x4 affine from (i, j, k, 1) to LPS mm."""
+    """Voxel array indexed (i, j, k) (first volume of a 4-D image) and the 4x4 affine (i, j, k, 1) -> LPS mm."""
 
     data: np.ndarray
     affine_lps: np.ndarray
@@ -47,108 +49,120 @@ class NiftiImage:
     @property
     def affine_ras(self) -> np.ndarray:
         """The 4x4 affine to NIfTI's RAS+ world (mm)."""
-        return _RAS_TO_LPS @ self.affine_lps
+        return RAS_TO_LPS @ self.affine_lps
+
+    @property
+    def affine_zyx_lps(self) -> np.ndarray:
+        """The 4x4 affine from our (z, y, x, 1) = (k, j, i, 1) index order to LPS (x, y, z, 1) mm."""
+        return self.affine_lps @ _ZYX_TO_IJK
 
     def to_zyx(self) -> np.ndarray:
-        """The first three axes reordered to (k, j, i), i.e. (z, y, x) when the affine is diagonal."""
-        return np.ascontiguousarray(np.transpose(self.data[..., 0] if self.data.ndim == 4 else self.data, (2, 1, 0)))
+        """The array reordered to (k, j, i), i.e. (z, y, x) when the affine is diagonal."""
+        return np.ascontiguousarray(np.transpose(self.data, (2, 1, 0)))
 
 
-def _qform_affine(b: float, c: float, d: float, qx: float, qy: float, qz: float,
-                  pixdim: tuple[float, ...]) -> np.ndarray:
-    a2 = 1.0 - (b * b + c * c + d * d)
-    a = math.sqrt(a2) if a2 > 0 else 0.0
-    r = np.array([
-        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
-        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
-    ])
-    qfac = -1.0 if pixdim[0] < 0 else 1.0
-    m = np.eye(4)
-    m[:3, :3] = r @ np.diag([pixdim[1], pixdim[2], qfac * pixdim[3]])
-    m[:3, 3] = (qx, qy, qz)
-    return m
+def _check_suffix(path: Path) -> None:
+    if not path.name.endswith(_SUFFIXES):
+        raise NiftiError(f"{path}: a NIfTI file name ends with .nii or .nii.gz")
 
 
 def read_nifti(path: str | os.PathLike[str]) -> NiftiImage:
-    """Read a NIfTI-1 ``.nii`` or ``.nii.gz`` file; data keep NIfTI index order (i, j, k, ...)."""
-    path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 348:
-        raise NiftiError(f"{path}: too short for a NIfTI header ({len(raw)} bytes)")
-    for endian in ("<", ">"):
-        size = struct.unpack(endian + "i", raw[:4])[0]
-        if size in (348, 540):
-            break
-    else:
-        raise NiftiError(f"{path}: not a NIfTI file (sizeof_hdr is neither 348 nor 540)")
-    if size == 540:
-        raise NiftiError(f"{path}: NIfTI-2 is not supported; save the mask as NIfTI-1")
-    magic = raw[344:348]
-    if magic != b"n+1\x00":
-        raise NiftiError(f"{path}: magic {magic!r} is not a single-file NIfTI-1 ('n+1'); .hdr/.img pairs are not supported")
-    e = endian
-    dim = struct.unpack(e + "8h", raw[40:56])
-    datatype = struct.unpack(e + "h", raw[70:72])[0]
-    pixdim = struct.unpack(e + "8f", raw[76:108])
-    vox_offset = int(struct.unpack(e + "f", raw[108:112])[0])
-    scl_slope, scl_inter = struct.unpack(e + "2f", raw[112:120])
-    qform_code, sform_code = struct.unpack(e + "2h", raw[252:256])
-    quat = struct.unpack(e + "6f", raw[256:280])
-    srow = np.array(struct.unpack(e + "12f", raw[280:328]), dtype=np.float64).reshape(3, 4)
-    ndim = dim[0]
-    if not 1 <= ndim <= 7:
-        raise NiftiError(f"{path}: dim[0] = {ndim} is not in 1..7")
-    shape = tuple(int(d) for d in dim[1 : ndim + 1])
-    if datatype not in _DTYPES:
-        raise NiftiError(f"{path}: NIfTI datatype {datatype} is not supported (supported: {sorted(_DTYPES)})")
-    dtype = np.dtype(e + _DTYPES[datatype])
-    count = int(np.prod(shape))
-    need = vox_offset + count * dtype.itemsize
-    if len(raw) < need:
-        raise NiftiError(f"{path}: data truncated ({len(raw)} bytes, need {need})")
-    data = np.frombuffer(raw, dtype=dtype, count=count, offset=vox_offset).reshape(shape, order="F")
-    data = data.astype(dtype.newbyteorder("="))
-    if scl_slope not in (0.0, 1.0) or scl_inter != 0.0:
-        if math.isfinite(scl_slope) and scl_slope != 0.0:
-            data = data.astype(np.float64) * scl_slope + scl_inter
+    """Read a NIfTI-1/2 ``.nii`` or ``.nii.gz`` image; scl_slope/scl_inter applied, index order (i, j, k)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    _check_suffix(p)
+    try:
+        img = nib.load(str(p))
+    except (ImageFileError, OSError, EOFError, ValueError) as exc:
+        raise NiftiError(f"{p}: not a readable NIfTI image ({exc})") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise NiftiError(f"{p}: not a single-file NIfTI image (got {type(img).__name__})")
+    header = img.header
+    try:
+        data = np.asanyarray(img.dataobj)  # applies scl_slope / scl_inter when set
+    except (OSError, EOFError, ValueError) as exc:
+        raise NiftiError(f"{p}: cannot read the voxel data ({exc})") from exc
+    if data.ndim > 3:
+        if int(np.prod(data.shape[3:])) > 1:
+            logger.warning("%s: image of shape %s; using its first 3-D volume", p, data.shape)
+        data = data[(slice(None),) * 3 + (0,) * (data.ndim - 3)]
     while data.ndim < 3:
         data = data[..., np.newaxis]
-
-    if sform_code > 0:
-        aff_ras = np.eye(4)
-        aff_ras[:3, :] = srow
-        source = "sform"
-    elif qform_code > 0:
-        aff_ras = _qform_affine(*quat, pixdim=pixdim)
-        source = "qform"
+    sform, sform_code = header.get_sform(coded=True)
+    qform, qform_code = header.get_qform(coded=True)
+    if sform is not None and int(sform_code) > 0:
+        affine_ras, source = np.asarray(sform, dtype=np.float64), "sform"
+    elif qform is not None and int(qform_code) > 0:
+        affine_ras, source = np.asarray(qform, dtype=np.float64), "qform"
     else:
-        aff_ras = np.diag([pixdim[1] or 1.0, pixdim[2] or 1.0, pixdim[3] or 1.0, 1.0])
-        source = "pixdim"
-    return NiftiImage(data, _RAS_TO_LPS @ aff_ras, source)
+        zooms = [float(z) or 1.0 for z in header.get_zooms()[:3]] + [1.0] * (3 - len(header.get_zooms()[:3]))
+        affine_ras, source = np.diag([*zooms, 1.0]), "pixdim"
+    if not np.isfinite(affine_ras).all() or abs(np.linalg.det(affine_ras[:3, :3])) < 1e-12:
+        raise NiftiError(f"{p}: the {source} affine is singular or not finite")
+    return NiftiImage(np.ascontiguousarray(data), RAS_TO_LPS @ affine_ras, source)
 
 
-def resample_to_grid(image: NiftiImage, grid: ImageGrid, *, fill: float = 0.0) -> np.ndarray:
-    """Nearest-neighbour values of ``image`` at the voxel centres of ``grid``, as a (z, y, x) array.
+def resample_to_grid(image: NiftiImage, grid: ImageGrid, *, method: str = "nearest",
+                     fill: float = 0.0) -> np.ndarray:
+    """Values of ``image`` at the voxel centres of ``grid`` as a (z, y, x) array (``fill`` outside).
 
-    Each grid voxel centre (LPS mm) is mapped through the inverse affine to a
-    NIfTI index and rounded; points outside the image get ``fill``.
+    ``"nearest"`` keeps the image's dtype; ``"linear"`` (trilinear) gives float32.
     """
-    vol = image.data[..., 0] if image.data.ndim == 4 else image.data
-    if vol.ndim != 3:
-        raise NiftiError(f"expected a 3-D image, got shape {image.data.shape}")
-    inv = np.linalg.inv(image.affine_lps)
-    x, y, z = grid.axis_mm("x"), grid.axis_mm("y"), grid.axis_mm("z")
-    # index = inv[:3,:3] @ (x, y, z) + inv[:3, 3], evaluated separably then broadcast (z, y, x)
-    out_idx = []
-    for r in range(3):
-        ijk = (inv[r, 0] * x[np.newaxis, np.newaxis, :] + inv[r, 1] * y[np.newaxis, :, np.newaxis]
-               + inv[r, 2] * z[:, np.newaxis, np.newaxis] + inv[r, 3])
-        out_idx.append(np.rint(ijk).astype(np.int64))
-    i, j, k = np.broadcast_arrays(*out_idx)
-    inside = (i >= 0) & (i < vol.shape[0]) & (j >= 0) & (j < vol.shape[1]) & (k >= 0) & (k < vol.shape[2])
-    out = np.full(grid.shape, fill, dtype=np.result_type(vol.dtype, np.float32) if fill != 0 else vol.dtype)
-    out[inside] = vol[i[inside], j[inside], k[inside]]
-    return out
+    return resample(image.to_zyx(), image.affine_zyx_lps, grid, method=method, fill=fill)
+
+
+def read_mask_on_grid(path: str | os.PathLike[str], grid: ImageGrid, *, method: str = "nearest",
+                      threshold: float = 0.5) -> np.ndarray:
+    """A boolean (z, y, x) mask on ``grid`` from a NIfTI mask or label image (voxels > 0 are in).
+
+    ``"nearest"``: the nearest NIfTI voxel is > 0. ``"linear"``: the trilinear
+    interpolation of the (0/1) mask is at least ``threshold`` (a mask drawn on
+    a finer grid). Points outside the image are out.
+    """
+    image = read_nifti(path)
+    if method == "nearest":
+        return resample_to_grid(image, grid, method="nearest") > 0
+    inside = (image.to_zyx() > 0).astype(np.float32)
+    return resample(inside, image.affine_zyx_lps, grid, method=method) >= threshold
+
+
+def nifti_affine_ras(grid: ImageGrid) -> np.ndarray:
+    """The NIfTI (i, j, k, 1) -> RAS+ (mm) affine of our grid, i = x index, j = y, k = z."""
+    dz, dy, dx = grid.spacing_mm
+    ox, oy, oz = grid.origin_mm
+    lps = np.array([[dx, 0, 0, ox], [0, dy, 0, oy], [0, 0, dz, oz], [0, 0, 0, 1.0]])
+    return RAS_TO_LPS @ lps
+
+
+def write_nifti(volume: Volume, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Write ``volume`` as a float32 NIfTI-1 image (.nii or .nii.gz) in RAS+, sform and qform set; returns the path.
+
+    Written to a temporary file next to ``path`` and renamed, so a failed write
+    leaves nothing; an existing file is refused unless ``overwrite``.
+    """
+    p = Path(path)
+    _check_suffix(p)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True / --overwrite)")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"output directory {p.parent} does not exist")
+    host = volume.to_host()
+    affine = nifti_affine_ras(host.grid)
+    img = nib.Nifti1Image(np.transpose(host.data, (2, 1, 0)).astype(np.float32), affine)
+    img.set_sform(affine, code=1)  # scanner-based anatomical coordinates
+    img.set_qform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = f"recon unit={host.unit}"[:79].encode("ascii", "replace")
+    suffix = ".nii.gz" if p.name.endswith(".nii.gz") else ".nii"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".partial" + suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    logger.info("wrote %s (%s, %d x %d x %d voxels)", p, host.unit, *host.grid.shape)
+    return p

@@ -1,0 +1,33 @@
+"""Our HDF5 files: one shared container (:mod:`.container`) and one schema per kind (docs/file-format.md).
+
+Kinds: ``recon-volume`` (:mod:`.volume`), ``recon-spect-projections``
+(:mod:`.spect_projections`); ``recon-pet-sinogram`` and ``recon-pet-listmode``
+are reserved (documented, not implemented).
+"""
+from recon.io.hdf5.container import FileFormatError, json_default
+from recon.io.hdf5.spect_projections import (
+    FORMAT_PROJECTIONS,
+    PROJECTIONS_VERSION,
+    read_mu_map,
+    read_projections,
+    write_projections,
+)
+from recon.io.hdf5.volume import FORMAT_VOLUME, VOLUME_VERSION, read_volume, write_volume
+
+#: the highest version any kind has (kinds are versioned separately: PROJECTIONS_VERSION, VOLUME_VERSION)
+FORMAT_VERSION = max(PROJECTIONS_VERSION, VOLUME_VERSION)
+
+__all__ = [
+    "FORMAT_PROJECTIONS",
+    "FORMAT_VERSION",
+    "FORMAT_VOLUME",
+    "PROJECTIONS_VERSION",
+    "VOLUME_VERSION",
+    "FileFormatError",
+    "json_default",
+    "read_mu_map",
+    "read_projections",
+    "read_volume",
+    "write_projections",
+    "write_volume",
+]
