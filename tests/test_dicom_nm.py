@@ -14,10 +14,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from recon.data.collimator import Collimator, get_collimator
 from recon.data.spect import EnergyWindow, SPECTAcquisition, SPECTGeometry
-from recon.io.dicom_nm import (
+from recon.io.dicom import (
     DicomFormatError,
     dicom_angle_to_recon_deg,
-    nm_image_grid,
     read_nm,
     recon_angle_to_dicom_deg,
     write_nm,
@@ -33,7 +32,7 @@ def _acquisition(rng: np.random.Generator, angles: np.ndarray, collimator: str =
     counts = {w.name: rng.poisson(40.0, (nv, N_ROWS, N_COLS)).astype(np.float32) for w in windows}
     return SPECTAcquisition(
         counts, windows, "EM", geometry, get_collimator(collimator), 12.5,
-        metadata={"frame_center_mm": (1.5, -20.0, 85.0)},
+        center_mm=(1.5, -20.0, 85.0),
     )
 
 
@@ -60,8 +59,8 @@ def test_round_trip_vendor_layout(tmp_path: Path, vendor: str) -> None:
     path = write_nm(acq, tmp_path / f"{vendor}.dcm", vendor)
     back = read_nm(path)
     _assert_same(acq, back)
-    np.testing.assert_allclose(back.metadata["frame_center_mm"], (1.5, -20.0, 85.0), atol=1e-9)
-    grid = nm_image_grid(back)
+    np.testing.assert_allclose(back.center_mm, (1.5, -20.0, 85.0), atol=1e-9)
+    grid = back.image_grid
     np.testing.assert_allclose(grid.center_mm, (1.5, -20.0, 85.0), atol=1e-9)
 
     ds = pydicom.dcmread(path)
