@@ -325,7 +325,7 @@ def test_typed_metadata_round_trip(tmp_path: Path) -> None:
     injection = datetime(2026, 11, 25, 8, 15, 0)
     acq = replace(
         base,
-        n_detectors=2,
+        n_detectors=3,
         center_mm=(-12.5, 33.0, -140.25),
         info=AcquisitionInfo(frame_of_reference_uid="1.2.826.0.1.3680043.99.1", study_instance_uid="1.2.826.0.1.3680043.99.2",
                              start_time=start, patient_position="FFS"),
@@ -333,9 +333,9 @@ def test_typed_metadata_round_trip(tmp_path: Path) -> None:
         dose=DoseInfo(radionuclide="Tc-99m", injected_activity_bq=7.4e8, injection_time=injection,
                       radiopharmaceutical="Tc99m MDP", half_life_s=21624.12),
     )
-    back = read_nm(write_nm(acq, tmp_path / "t.dcm", "siemens", n_detectors=2))
+    back = read_nm(write_nm(acq, tmp_path / "t.dcm", "siemens"))
     _assert_same(acq, back)
-    assert back.n_detectors == 2
+    assert back.n_detectors == 3
     np.testing.assert_allclose(back.center_mm, acq.center_mm, atol=1e-9)
     np.testing.assert_allclose(back.image_grid.center_mm, acq.center_mm, atol=1e-9)
     assert back.info.start_time == start
@@ -347,7 +347,7 @@ def test_typed_metadata_round_trip(tmp_path: Path) -> None:
     assert back.dose == acq.dose
     # typed values are not duplicated in the free dict; the header for writers is kept
     assert set(back.metadata) == {"dicom_header", "detector_of_view", "n_rotations"}
-    np.testing.assert_array_equal(back.metadata["detector_of_view"], np.repeat([0, 1], 6))
+    np.testing.assert_array_equal(back.metadata["detector_of_view"], np.repeat([0, 1, 2], 4))
     assert "PixelData" not in back.metadata["dicom_header"]
 
 

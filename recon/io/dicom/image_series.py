@@ -90,7 +90,7 @@ def write_volume_series(
     or PET input header) when given; the series is new (new SeriesInstanceUID).
     The RadiopharmaceuticalInformationSequence is ``radiopharmaceutical``, else
     the reference's. FrameOfReferenceUID: ``frame_of_reference_uid`` (the
-    CT's), else the reference's, else new. ``unit`` defaults from the volume
+    CT's), else the volume's, else the reference's, else new. ``unit`` defaults from the volume
     (Bq/mL -> BQML).
     """
     modality = modality.upper()
@@ -135,6 +135,8 @@ def write_volume_series(
     base.Manufacturer = "recon"
     if frame_of_reference_uid:
         base.FrameOfReferenceUID = frame_of_reference_uid
+    elif volume.frame_of_reference_uid:
+        base.FrameOfReferenceUID = volume.frame_of_reference_uid
     elif reference is not None and reference.get("FrameOfReferenceUID"):
         base.FrameOfReferenceUID = str(reference.FrameOfReferenceUID)
     else:

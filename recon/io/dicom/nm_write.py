@@ -121,8 +121,11 @@ def write_nm(
 ) -> Path:
     """Write ``acquisition`` as an NM multi-frame TOMO file in a vendor's layout ('siemens' or 'ge').
 
-    Views are split into ``n_detectors`` (default 2 when the view count is
-    even) contiguous blocks sharing one AngularStep and RotationDirection;
+    Views are split into ``n_detectors`` contiguous blocks sharing one
+    AngularStep and RotationDirection (default: the acquisition's
+    ``n_detectors`` when above 1, else 2 when the view count is even, as
+    dual-head systems write; the typed default of 1 cannot tell a single head
+    from "unknown");
     patient and study attributes are copied from ``reference`` when given.
     ``center_mm`` (LPS) places the detector frames (default: the
     acquisition's ``center_mm``, else the origin). The typed metadata are
@@ -137,7 +140,9 @@ def write_nm(
     layout = VENDORS[vendor]
     acq = acquisition
     g = acq.geometry
-    n_det = n_detectors if n_detectors is not None else (2 if g.n_views % 2 == 0 else 1)
+    if n_detectors is None:
+        n_detectors = acq.n_detectors if acq.n_detectors > 1 else (2 if g.n_views % 2 == 0 else 1)
+    n_det = n_detectors
     if n_det < 1:
         raise ValueError(f"n_detectors must be >= 1, got {n_det}")
     phi = recon_angle_to_dicom_deg(g.angles_deg)
