@@ -148,3 +148,16 @@ def test_projections_are_not_a_reconstruction(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "p.dcm")
     with pytest.raises(DicomFormatError, match="not a reconstruction"):
         read_nm_recon(tmp_path / "p.dcm")
+
+
+def test_cli_suv_reads_one_nm_recon_file(tmp_path: Path) -> None:
+    import json
+
+    from recon.cli import main as recon_main
+
+    _write(tmp_path / "r.dcm", ipp=(0.0, 0.0, 0.0), iop=(1, 0, 0, 0, 1, 0))
+    s = read_nm_recon(tmp_path / "r.dcm")
+    assert recon_main(["-q", "suv", str(tmp_path / "r.dcm"), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    factor = 70.0e3 / (740e6 * 0.5 ** (3 * 3600.0 / 21624.0))
+    assert report["voi"]["mean"] == pytest.approx(float(s.volume.data.mean()) * factor, rel=1e-5)

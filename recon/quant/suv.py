@@ -68,7 +68,7 @@ _SUVTYPE_TO_KIND: dict[str, str] = {
     "BW": "bw", "LBM": "lbm_morgan", "LBMJAMES128": "lbm_james", "LBMJANMA": "lbm_janma",
     "BSA": "bsa", "IBW": "ibw",
 }
-# --------------------------------------------------------------------------- conversion
+
 
 @dataclass(frozen=True)
 class SUVConversion:

@@ -92,7 +92,8 @@ def place_stack(
             origin += (stack.shape[s_ax] - 1) * spacings[s_ax] * vectors[s_ax]
             data = np.flip(data, axis=vol_axis_of_stack[s_ax])
     spacing_zyx = tuple(spacings[perm[j]] for j in range(3))
-    grid = ImageGrid(tuple(data.shape), spacing_zyx, (float(origin[0]), float(origin[1]), float(origin[2])))  # type: ignore[arg-type]
+    origin_xyz = (float(origin[0]), float(origin[1]), float(origin[2]))
+    grid = ImageGrid(tuple(data.shape), spacing_zyx, origin_xyz)  # type: ignore[arg-type]
     n = stack.shape[0]
     order = tuple(range(n)) if signs[0] > 0 else tuple(range(n - 1, -1, -1))
     return PlacedStack(np.ascontiguousarray(data, dtype=np.float32), grid, vol_axis_of_stack[0], order)

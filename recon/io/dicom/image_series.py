@@ -90,8 +90,8 @@ def write_volume_series(
     or PET input header) when given; the series is new (new SeriesInstanceUID).
     The RadiopharmaceuticalInformationSequence is ``radiopharmaceutical``, else
     the reference's. FrameOfReferenceUID: ``frame_of_reference_uid`` (the
-    CT's), else the volume's, else the reference's, else new. ``unit`` defaults from the volume
-    (Bq/mL -> BQML).
+    CT's), else the volume's, else the reference's, else new. ``unit``
+    defaults from the volume (Bq/mL -> BQML).
     """
     modality = modality.upper()
     if modality not in _SOP_CLASS:

@@ -173,8 +173,7 @@ def _frame_duration_s(item: Dataset, ds: Dataset, where: str) -> float:
         return float(item.ActualFrameDuration) / 1000.0
     if present(ds, "ActualFrameDuration"):
         return float(ds.ActualFrameDuration) / 1000.0
-    require(item, "ActualFrameDuration", where)
-    raise AssertionError("unreachable")
+    return float(require(item, "ActualFrameDuration", where)) / 1000.0  # absent: raises, naming the tag
 
 
 def _start_angle(det: Dataset, item: Dataset, first_rot: Dataset, r: int, n_det: int, dwhere: str) -> float:
@@ -185,8 +184,7 @@ def _start_angle(det: Dataset, item: Dataset, first_rot: Dataset, r: int, n_det:
         return start
     if n_det == 1 and present(item, "StartAngle"):
         return float(item.StartAngle)
-    require(det, "StartAngle", dwhere)
-    raise AssertionError("unreachable")
+    return float(require(det, "StartAngle", dwhere))  # absent: raises, naming the tag
 
 
 def view_geometry(ds: Dataset, layout: FrameLayout, n_rows: int, n_cols: int, spacing: list[float],

@@ -32,7 +32,7 @@ from recon.io.dicom.nm_geometry import ViewGeometry, view_geometry
 from recon.io.dicom.nm_layout import FrameLayout, frame_layout
 from recon.io.dicom.nm_metadata import acquisition_info, dose_info, patient_info
 from recon.io.dicom.series_header import read_series_header
-from recon.io.dicom.values import DicomFormatError, get_float, require, values_of
+from recon.io.dicom.values import DicomFormatError, get_float, require, sequence_item, values_of
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def _collimator(ds: Dataset, n_det: int, collimator: str | Collimator | None) ->
     if collimator is not None:
         return get_collimator(collimator)
     names = {
-        str(require(ds.DetectorInformationSequence[d], "CollimatorGridName", f"DetectorInformationSequence[{d}].")).strip()
+        str(require(sequence_item(ds, "DetectorInformationSequence", d), "CollimatorGridName",
+                    f"DetectorInformationSequence[{d}].")).strip()
         for d in range(n_det)
     }
     if len(names) > 1:
