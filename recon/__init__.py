@@ -38,7 +38,7 @@ from recon.data import (
 )
 from recon.quant.calibration import Calibration, SPECTCalibration, calibrate, sensitivity_from_planar, sensitivity_from_reconstruction
 from recon.quant.decay import acquisition_decay_factor, decay_factor
-from recon.quant.radionuclides import Radionuclide, get_radionuclide
+from recon.data.radionuclides import Radionuclide, get_radionuclide
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 from recon.spect.scatter import estimate_scatter
 from recon.spect.simulate import AcquisitionProtocol, simulate_spect

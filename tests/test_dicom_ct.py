@@ -11,9 +11,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from recon.data.grid import ImageGrid, Volume
 from recon.data.materials import linear_mu_per_mm
-from recon.io.dicom_ct import ct_to_mu_map, read_ct_series, resample_trilinear
-from recon.io.dicom_nm import DicomFormatError
-from recon.physics.attenuation import bilinear_model, cortical_bone_hu, hu_to_mu
+from recon.io.dicom import DicomFormatError, read_ct_series
+from recon.physics.attenuation import bilinear_model, ct_to_mu_map, cortical_bone_hu, hu_to_mu
+from recon.physics.resample import resample_grid as resample_trilinear
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -143,7 +143,7 @@ def test_fov_not_covered_along_z(tmp_path: Path) -> None:
     inside = ImageGrid((6, 4, 4), (4.0, 4.0, 4.0), (-6.0, -6.0, 2.0))
     ct_to_mu_map(ct, inside, 140.5)
     too_long = ImageGrid((10, 4, 4), (4.0, 4.0, 4.0), (-6.0, -6.0, 2.0))
-    with pytest.raises(DicomFormatError, match=r"does not cover the SPECT field of view along z"):
+    with pytest.raises(ValueError, match=r"does not cover the emission field of view along z"):
         ct_to_mu_map(ct, too_long, 140.5)
 
 
@@ -156,7 +156,7 @@ def test_fov_outside_xy_is_air_or_error(tmp_path: Path, caplog: pytest.LogCaptur
         mu = ct_to_mu_map(ct, wide, 140.5).data
     assert "set to air" in caplog.text
     assert mu[0, 0, 0] == 0.0 and mu[0, 6, 6] > 0.0
-    with pytest.raises(DicomFormatError, match="does not cover"):
+    with pytest.raises(ValueError, match="does not cover"):
         ct_to_mu_map(ct, wide, 140.5, outside_xy="error")
 
 

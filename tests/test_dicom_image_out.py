@@ -12,8 +12,13 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from recon.data.grid import ImageGrid, Volume
-from recon.io.dicom_image_out import PET_IMAGE_STORAGE, read_volume_series, write_volume_series
-from recon.io.dicom_nm import NM_IMAGE_STORAGE
+from recon.io.dicom import (
+    NM_IMAGE_STORAGE,
+    PET_IMAGE_STORAGE,
+    read_image_series,
+    read_volume_series,
+    write_volume_series,
+)
 
 
 def _volume(rng: np.random.Generator) -> Volume:
@@ -139,14 +144,13 @@ def test_negative_values_round_trip(tmp_path: Path) -> None:
 
 
 def test_pet_series_reader_agrees(tmp_path: Path) -> None:
-    """When the PET series reader (recon.io.dicom_pet) is present, it reads our PT series identically."""
-    dicom_pet = pytest.importorskip("recon.io.dicom_pet")
-    if not hasattr(dicom_pet, "read_pet_series"):
-        pytest.skip("recon.io.dicom_pet has no read_pet_series")
+    """The quantitative series reader (with the SUV header) reads our PT series like read_volume_series."""
     vol = _volume(np.random.default_rng(12))
     rp = {"RadionuclideTotalDose": 3.7e8, "RadiopharmaceuticalStartTime": "080000", "RadionuclideHalfLife": 6586.2}
     write_volume_series(vol, tmp_path / "s", modality="PT", radiopharmaceutical=rp, decay_correction="START")
     ours = read_volume_series(tmp_path / "s")
-    theirs = dicom_pet.read_pet_series(tmp_path / "s").volume
+    series = read_image_series(tmp_path / "s", modalities=("PT",))
+    theirs = series.volume
+    assert series.header.dose_bq == pytest.approx(3.7e8) and series.header.decay_correction == "START"
     assert theirs.grid.same_as(ours.grid, tol_mm=1e-6)
     np.testing.assert_array_equal(theirs.data, ours.data)

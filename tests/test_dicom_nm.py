@@ -14,10 +14,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from recon.data.collimator import Collimator, get_collimator
 from recon.data.spect import EnergyWindow, SPECTAcquisition, SPECTGeometry
-from recon.io.dicom_nm import (
+from recon.io.dicom import (
     DicomFormatError,
     dicom_angle_to_recon_deg,
-    nm_image_grid,
     read_nm,
     recon_angle_to_dicom_deg,
     write_nm,
@@ -33,7 +32,7 @@ def _acquisition(rng: np.random.Generator, angles: np.ndarray, collimator: str =
     counts = {w.name: rng.poisson(40.0, (nv, N_ROWS, N_COLS)).astype(np.float32) for w in windows}
     return SPECTAcquisition(
         counts, windows, "EM", geometry, get_collimator(collimator), 12.5,
-        metadata={"frame_center_mm": (1.5, -20.0, 85.0)},
+        center_mm=(1.5, -20.0, 85.0),
     )
 
 
@@ -60,8 +59,8 @@ def test_round_trip_vendor_layout(tmp_path: Path, vendor: str) -> None:
     path = write_nm(acq, tmp_path / f"{vendor}.dcm", vendor)
     back = read_nm(path)
     _assert_same(acq, back)
-    np.testing.assert_allclose(back.metadata["frame_center_mm"], (1.5, -20.0, 85.0), atol=1e-9)
-    grid = nm_image_grid(back)
+    np.testing.assert_allclose(back.center_mm, (1.5, -20.0, 85.0), atol=1e-9)
+    grid = back.image_grid
     np.testing.assert_allclose(grid.center_mm, (1.5, -20.0, 85.0), atol=1e-9)
 
     ds = pydicom.dcmread(path)
@@ -311,3 +310,62 @@ def test_frames_in_rotation_counting_all_detectors_is_tolerated(
         acq = read_nm(_save(ds, tmp_path / "t.dcm"))
     assert acq.geometry.n_views == 6
     assert "counts all 2 detectors" in caplog.text
+
+
+def test_typed_metadata_round_trip(tmp_path: Path) -> None:
+    """Placement, detectors, start time, UIDs, patient and dose survive write_nm -> read_nm."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
+
+    rng = np.random.default_rng(8)
+    base = _acquisition(rng, np.arange(12) * 30.0)
+    start = datetime(2026, 11, 25, 11, 2, 3, 250000)
+    injection = datetime(2026, 11, 25, 8, 15, 0)
+    acq = replace(
+        base,
+        n_detectors=3,
+        center_mm=(-12.5, 33.0, -140.25),
+        info=AcquisitionInfo(frame_of_reference_uid="1.2.826.0.1.3680043.99.1",
+                             study_instance_uid="1.2.826.0.1.3680043.99.2", start_time=start, patient_position="FFS"),
+        patient=PatientInfo(weight_kg=81.5, height_m=1.82, sex="M", patient_id="ID-42", name="Doe^John"),
+        dose=DoseInfo(radionuclide="Tc-99m", injected_activity_bq=7.4e8, injection_time=injection,
+                      radiopharmaceutical="Tc99m MDP", half_life_s=21624.12),
+    )
+    back = read_nm(write_nm(acq, tmp_path / "t.dcm", "siemens"))
+    _assert_same(acq, back)
+    assert back.n_detectors == 3
+    np.testing.assert_allclose(back.center_mm, acq.center_mm, atol=1e-9)
+    np.testing.assert_allclose(back.image_grid.center_mm, acq.center_mm, atol=1e-9)
+    assert back.info.start_time == start
+    assert back.info.frame_of_reference_uid == acq.info.frame_of_reference_uid
+    assert back.info.study_instance_uid == acq.info.study_instance_uid
+    assert back.info.patient_position == "FFS"
+    assert back.info.manufacturer == "SIEMENS NM" and back.info.source.endswith("t.dcm")
+    assert back.patient == acq.patient
+    assert back.dose == acq.dose
+    # typed values are not duplicated in the free dict; the header for writers is kept
+    assert set(back.metadata) == {"dicom_header", "detector_of_view", "n_rotations"}
+    np.testing.assert_array_equal(back.metadata["detector_of_view"], np.repeat([0, 1, 2], 4))
+    assert "PixelData" not in back.metadata["dicom_header"]
+
+
+def test_injection_time_only_is_put_on_the_series_date(tmp_path: Path) -> None:
+    """RadiopharmaceuticalStartTime without a date: on the acquisition day (previous day after midnight)."""
+    from datetime import datetime
+
+    acq = _acquisition(np.random.default_rng(9), np.arange(8) * 45.0)
+    path = write_nm(acq, tmp_path / "t.dcm", "ge")
+    ds = pydicom.dcmread(path)
+    ds.AcquisitionDate = ds.SeriesDate = "20261125"
+    ds.AcquisitionTime = ds.SeriesTime = "003000"
+    rp = ds.RadiopharmaceuticalInformationSequence[0]
+    rp.RadiopharmaceuticalStartTime = "223000"
+    rp.RadionuclideTotalDose = "555000000"
+    ds.save_as(path)
+    back = read_nm(path)
+    assert back.info.start_time == datetime(2026, 11, 25, 0, 30)
+    assert back.dose.injection_time == datetime(2026, 11, 24, 22, 30)
+    assert back.dose.injected_activity_bq == pytest.approx(555e6)
+    assert back.dose.radionuclide == "Tc-99m" and back.dose.half_life_s == pytest.approx(21624, rel=1e-3)

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from recon.quant.radionuclides import (
+from recon.data.radionuclides import (
     RADIONUCLIDES,
     get_radionuclide,
     radionuclide_from_dicom_code,

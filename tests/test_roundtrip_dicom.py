@@ -7,7 +7,7 @@ import pytest
 
 from recon.cli import main as recon_main
 from recon.data import ImageGrid, Volume
-from recon.io.dicom_nm import nm_image_grid, read_nm, write_nm
+from recon.io.dicom import read_nm, write_nm
 from recon.io.hdf5 import read_volume, write_projections
 from recon.quant.calibration import SPECTCalibration, calibrate
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
@@ -38,7 +38,7 @@ def test_dicom_nm_round_trip_quantifies_within_3_percent(tmp_path, study, vendor
     path = write_nm(acq, tmp_path / f"{vendor}.dcm", vendor=vendor)
     back = read_nm(path)
     np.testing.assert_array_equal(back.photopeak_counts, acq.photopeak_counts)
-    grid = nm_image_grid(back)
+    grid = back.image_grid
     mu_on_grid = Volume(mu.data, grid, "1/mm")  # same sampling, placed where the NM file says
     recon = reconstruct_spect(back, mu_on_grid, SPECTReconOptions(4, 6, scatter="tew", device="cpu",
                                                                    progress=False))
@@ -64,7 +64,7 @@ def test_cli_spect_writes_bq_per_ml_and_never_overwrites(tmp_path, study):
 
 
 def test_cli_spect_from_dicom_nm_writes_a_dicom_series_that_reads_back(tmp_path, study):
-    from recon.io.dicom_image_out import read_volume_series
+    from recon.io.dicom import read_volume_series
 
     acq, mu, core = study
     nm = write_nm(acq, tmp_path / "nm.dcm", vendor="ge")
@@ -90,7 +90,7 @@ def test_projections_to_suv_end_to_end(tmp_path):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    from recon.quant.radionuclides import get_radionuclide
+    from recon.data.radionuclides import get_radionuclide
 
     weight_kg, dose_bq, true_suv = 70.0, 740e6, 5.0
     injection = datetime(2026, 11, 25, 8, 0, 0)
@@ -123,8 +123,10 @@ def test_projections_to_suv_end_to_end(tmp_path):
     from recon.io.hdf5 import write_projections as write_h5
 
     back = read_nm(nm)
-    assert back.metadata["acquisition_start"] == scan_start.isoformat()
-    h5 = write_h5(back, tmp_path / "study.h5", mu_map=Volume(body * 0.01536, nm_image_grid(back), "1/mm"))
+    assert back.info.start_time == scan_start
+    assert back.patient.weight_kg == weight_kg and back.patient.sex == "F"
+    assert back.dose.injected_activity_bq == pytest.approx(dose_bq) and back.dose.injection_time == injection
+    h5 = write_h5(back, tmp_path / "study.h5", mu_map=Volume(body * 0.01536, back.image_grid, "1/mm"))
     series = tmp_path / "series"
     assert recon_main(["-q", "spect", str(h5), "-o", str(tmp_path / "r.h5"), "--iterations", "4", "--subsets", "6",
                        "--device", "cpu", "--calibration", str(SENSITIVITY), "--dicom-out", str(series)]) == 0

@@ -18,9 +18,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from recon.io.dicom_pet import DicomSeriesError, read_pet_series
+from recon.io.dicom import DicomFormatError, read_image_series, read_series_header
 from recon.io.nifti import NiftiError, read_nifti, resample_to_grid
-from recon.quant.suv import PETHeader, SUVError, suv_factors
+from recon.quant.suv import SUVError, suv_volume
+from recon.quant.suv import suv_factors as _suv_factors
 
 F18_HL = 6586.2  # s, as a typical header gives it
 LN2 = math.log(2.0)
@@ -75,6 +76,15 @@ def suv_bw_closed_form(c_bqml: float, uptake_s: float, w_kg: float = W_KG, dose:
     return c_bqml * w_kg * 1000.0 / (dose * math.exp(-LN2 / hl * uptake_s))
 
 
+def suv_factors(datasets, kind="bw", **kw):
+    """SUV factors of pydicom datasets: the DICOM header builder, then the pure SUV function."""
+    return _suv_factors(read_series_header(datasets), kind, **kw)
+
+
+def read_pet_series(directory):
+    return read_image_series(directory, modalities=("PT",))
+
+
 def factor(ds_list, kind="bw", **kw) -> np.ndarray:
     return suv_factors(ds_list if isinstance(ds_list, list) else [ds_list], kind, **kw).factors
 
@@ -90,7 +100,7 @@ def test_dose_in_mbq_and_weight_in_grams_give_the_same_suv():
     ref = factor(make_ds())[0]
     ds = make_ds(PatientWeight="70000")
     rp_of(ds).RadionuclideTotalDose = "370"
-    h = PETHeader.from_datasets([ds])
+    h = read_series_header([ds])
     assert h.dose_bq == pytest.approx(370e6) and h.weight_kg == pytest.approx(70.0)
     assert factor(ds)[0] == pytest.approx(ref, rel=1e-12)
     assert any("MBq" in n for n in h.notes) and any("grams" in n for n in h.notes)
@@ -451,7 +461,7 @@ def test_reader_sorts_slices_and_applies_per_slice_slope(tmp_path):
     assert s.volume.unit == "Bq/mL"
     for k, i in enumerate(order):
         np.testing.assert_allclose(s.volume.data[k], arrays[i], rtol=1e-6)
-    vol, conv = s.suv("bw")
+    vol, conv = suv_volume(s.volume, s.header, "bw", slice_axis=s.slice_axis, slice_order=s.slice_order)
     np.testing.assert_allclose(vol.data, s.volume.data * conv.factors[0], rtol=1e-6)
 
 
@@ -469,14 +479,14 @@ def test_reader_flipped_row_direction_maps_to_lps(tmp_path):
 
 def test_reader_missing_slice(tmp_path):
     _write_series(tmp_path, [0.0, 4.0, 12.0, 16.0])
-    with pytest.raises(DicomSeriesError, match="missing"):
+    with pytest.raises(DicomFormatError, match="missing"):
         read_pet_series(tmp_path)
 
 
 def test_reader_mixed_series(tmp_path):
     _write_series(tmp_path, [0.0, 4.0], name="a")
     _write_series(tmp_path, [0.0, 4.0], name="b")
-    with pytest.raises(DicomSeriesError, match="2 series"):
+    with pytest.raises(DicomFormatError, match="2 series"):
         read_pet_series(tmp_path)
 
 
@@ -484,7 +494,7 @@ def test_reader_duplicate_position(tmp_path):
     uid = generate_uid()
     _write_series(tmp_path, [0.0, 4.0], uid=uid, name="a")
     _write_series(tmp_path, [4.0], uid=uid, name="b")
-    with pytest.raises(DicomSeriesError, match="same slice position"):
+    with pytest.raises(DicomFormatError, match="same slice position"):
         read_pet_series(tmp_path)
 
 
@@ -492,7 +502,7 @@ def test_reader_differing_orientation(tmp_path):
     uid = generate_uid()
     _write_series(tmp_path, [0.0], uid=uid, name="a")
     _write_series(tmp_path, [4.0], uid=uid, name="b", iop=(0, 1, 0, 1, 0, 0))
-    with pytest.raises(DicomSeriesError, match="ImageOrientationPatient"):
+    with pytest.raises(DicomFormatError, match="ImageOrientationPatient"):
         read_pet_series(tmp_path)
 
 
@@ -500,13 +510,13 @@ def test_reader_oblique_refused(tmp_path):
     c = math.cos(0.3)
     s_ = math.sin(0.3)
     _write_series(tmp_path, [0.0, 4.0], iop=(c, s_, 0, -s_, c, 0))
-    with pytest.raises(DicomSeriesError, match="oblique"):
+    with pytest.raises(DicomFormatError, match="oblique"):
         read_pet_series(tmp_path)
 
 
 def test_reader_empty_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("not dicom")
-    with pytest.raises(DicomSeriesError, match="no DICOM"):
+    with pytest.raises(DicomFormatError, match="no DICOM"):
         read_pet_series(tmp_path)
 
 

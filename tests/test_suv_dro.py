@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.io.dicom_pet import read_pet_series
+from recon.io.dicom import read_image_series
+from recon.quant.suv import suv_volume
 from recon.io.nifti import read_nifti, resample_to_grid
 
 DRO_ROOT = Path(__file__).parents[1] / ".." / "shared" / "reference" / "suv-dro"
@@ -40,8 +41,9 @@ QUANTISED = {"DRO_2_3"}
 
 def _suv_in_mask(case_id: str) -> tuple[np.ndarray, float]:
     d = DRO_ROOT / case_id
-    series = read_pet_series(d / "PT")
-    vol, _ = series.suv("bw")
+    series = read_image_series(d / "PT", modalities=("PT",))
+    vol, _ = suv_volume(series.volume, series.header, "bw", slice_axis=series.slice_axis,
+                        slice_order=series.slice_order)
     masks = sorted((d / "mask").glob("*.nii*"))
     assert masks, f"{case_id}: no mask"
     mask = resample_to_grid(read_nifti(masks[0]), vol.grid) > 0
@@ -91,7 +93,7 @@ def test_quantised_dro_within_one_stored_unit(row):
 def test_mask_geometry_matches_series():
     """The DRO mask (RAS sform) lands on the PET grid voxel for voxel and covers exactly the non-zero region."""
     d = DRO_ROOT / "DRO_0_0"
-    series = read_pet_series(d / "PT")
+    series = read_image_series(d / "PT", modalities=("PT",))
     img = read_nifti(d / "mask" / "DRO_mask.nii.gz")
     mask = resample_to_grid(img, series.volume.grid) > 0
     np.testing.assert_array_equal(mask, img.to_zyx() > 0)

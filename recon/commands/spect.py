@@ -77,21 +77,18 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
 
             acq = replace(acq, collimator=get_collimator(collimator))
         return acq, read_mu_map(path)
-    from recon.io.dicom_nm import nm_image_grid, read_nm  # noqa: PLC0415
+    from recon.io.dicom import read_nm  # noqa: PLC0415
 
     acq = read_nm(path, collimator=collimator)
     mu = None
     if ct_dir is not None:
-        from recon.io.dicom_ct import ct_to_mu_map, read_ct_series  # noqa: PLC0415
+        from recon.physics.attenuation import ct_to_mu_map  # noqa: PLC0415
+        from recon.io.dicom import read_ct_series  # noqa: PLC0415
 
-        mu = ct_to_mu_map(read_ct_series(ct_dir), nm_image_grid(acq), acq.photon_energy_kev)
+        mu = ct_to_mu_map(read_ct_series(ct_dir), acq.image_grid, acq.photon_energy_kev)
     return acq, mu
 
 
-def acquisition_duration_s(acq: SPECTAcquisition) -> float:
-    """Wall time of the whole acquisition (s): views per detector x time per view."""
-    n_detectors = int(acq.metadata.get("n_detectors", 1) or 1)
-    return acq.geometry.n_views / n_detectors * acq.frame_duration_s
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,12 +107,11 @@ def run(args: argparse.Namespace) -> int:
                          "or pass --no-attenuation")
     volume = reconstruct_spect(acq, mu, opts)
     if args.calibration is not None:
-        start = acq.metadata.get("acquisition_start")
-        start_dt = datetime.fromisoformat(start) if isinstance(start, str) else start
+        start_dt = acq.info.start_time
         if args.reference_time is not None and start_dt is None:
             raise ValueError("--reference-time needs the acquisition start time, which the input does not give")
         half_life = None if acq.radionuclide in ("", "unknown") else acq.radionuclide
-        duration = acquisition_duration_s(acq) if half_life else 0.0
+        duration = acq.acquisition_duration_s if half_life else 0.0
         cal = SPECTCalibration(args.calibration, acq.frame_duration_s, half_life, duration, start_dt,
                                args.reference_time)
         volume = calibrate(volume, cal)
@@ -129,13 +125,13 @@ def run(args: argparse.Namespace) -> int:
 def write_dicom_series(volume: Volume, directory: Path, acq: SPECTAcquisition, mu: Volume | None,
                        args: argparse.Namespace) -> None:
     """The reconstruction as an NM image series: patient/study from the NM input, CT frame of reference."""
-    from recon.io.dicom_image_out import write_volume_series  # noqa: PLC0415
+    from recon.io.dicom import write_volume_series  # noqa: PLC0415
 
     if volume.unit == "Bq/mL":
         decay = "ADMIN" if args.reference_time is not None else "START"
     else:
         decay = "NONE"
-    frame_of_reference = None if mu is None else (mu.metadata.get("frame_of_reference_uid") or None)
+    frame_of_reference = None if mu is None else (mu.frame_of_reference_uid or None)
     paths = write_volume_series(volume, directory, modality="NM", reference=acq.metadata.get("dicom_header"),
                                 frame_of_reference_uid=frame_of_reference, decay_correction=decay,
                                 series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s)

@@ -1,4 +1,4 @@
-"""``recon suv SERIES_DIR [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a quantitative PET or SPECT (NM, Units BQML) image series.
+"""``recon suv SERIES_DIR|NM_FILE [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a quantitative PET or SPECT (NM, Units BQML) image series.
 
 Reads the DICOM series, converts it to SUV (body weight by default) following
 the DICOM conventions in :mod:`recon.quant.suv`, prints statistics inside the
@@ -83,16 +83,29 @@ def _fmt_stats(name: str, st: Any) -> str:
     )
 
 
+def _read_series(path: Path) -> Any:
+    """An image series directory (PT or NM, one slice per file), or one multi-frame NM RECON TOMO file."""
+    import pydicom  # noqa: PLC0415
+
+    from recon.io.dicom import read_image_series, read_nm_recon  # noqa: PLC0415
+
+    if path.is_file():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if str(ds.get("Modality", "")) == "NM" and int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            return read_nm_recon(path)
+    return read_image_series(path, modalities=("PT", "NM"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``recon suv``; returns the process exit status (0 success, 2 bad input)."""
-    from recon.io.dicom_pet import DicomSeriesError, read_pet_series  # noqa: PLC0415
+    from recon.io.dicom import DicomFormatError  # noqa: PLC0415
     from recon.io.hdf5 import json_default  # noqa: PLC0415
     from recon.io.nifti import NiftiError  # noqa: PLC0415
-    from recon.quant.suv import SUVError  # noqa: PLC0415
+    from recon.quant.suv import SUVError, suv_volume  # noqa: PLC0415
     from recon.quant.voi import CUTOFF_DISCLAIMER, lesion_table, segment_lesions, voi_statistics  # noqa: PLC0415
 
     try:
-        series = read_pet_series(args.series, modalities=("PT", "NM"))
+        series = _read_series(Path(args.series))
         overrides: dict[str, Any] = {"reference_time": getattr(args, "reference_time", "qiba")}
         for key, attr in (("weight_kg", "weight_kg"), ("height_m", "height_m"), ("sex", "sex"),
                           ("half_life_s", "half_life_s")):
@@ -100,12 +113,13 @@ def run(args: argparse.Namespace) -> int:
                 overrides[key] = getattr(args, attr)
         if getattr(args, "dose_mbq", None) is not None:
             overrides["dose_bq"] = args.dose_mbq * 1e6
-        suv_vol, conv = series.suv(getattr(args, "suv_type", "bw"), **overrides)
+        suv_vol, conv = suv_volume(series.volume, series.header, getattr(args, "suv_type", "bw"),
+                                   slice_axis=series.slice_axis, slice_order=series.slice_order, **overrides)
         mask = _load_mask(args.mask, suv_vol.grid) if getattr(args, "mask", None) else np.ones(suv_vol.grid.shape, bool)
         if not mask.any():
             raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")
         stats = voi_statistics(suv_vol, mask)
-    except (SUVError, DicomSeriesError, NiftiError, ValueError, FileNotFoundError) as exc:
+    except (SUVError, DicomFormatError, NiftiError, ValueError, FileNotFoundError) as exc:
         print(f"recon suv: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ is the patient's left. Increasing theta turns the detector from anterior to
 the patient's left: clockwise when the patient is seen from the feet
 (counter-clockwise seen from the head). DICOM's StartAngle phi (0 = posterior,
 increasing counter-clockwise from the feet) maps as theta = (180 - phi) mod 360
-(see :mod:`recon.io.dicom_nm`). The column axis at angle theta points along
+(see :mod:`recon.io.dicom.nm_geometry`). The column axis at angle theta points along
 u(theta) = (cos theta, sin theta). Readers map DICOM's StartAngle,
 AngularStep and RotationDirection onto this convention.
 """

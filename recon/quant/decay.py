@@ -11,7 +11,7 @@ With lambda = ln 2 / T1/2 (1/s):
   = (1/lambda) ln(lambda T / (1 - exp(-lambda T)))
 
 All times are in seconds; ``half_life_s`` may also be given as a
-:class:`~recon.quant.radionuclides.Radionuclide` or a radionuclide name.
+:class:`~recon.data.radionuclides.Radionuclide` or a radionuclide name.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Union
 
 import numpy as np
 
-from recon.quant.radionuclides import Radionuclide, get_radionuclide
+from recon.data.radionuclides import Radionuclide, get_radionuclide
 
 __all__ = [
     "HalfLife",

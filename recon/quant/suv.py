@@ -30,573 +30,45 @@ profile, and the SUV manual of Vacha et al. shipped with the reference DROs):
   else the earliest acquisition time. ``"backcompute"`` uses the back-computed
   time only (the manual's option B); ``"series"`` uses SeriesDate/Time only.
 * Injection time: RadiopharmaceuticalStartDateTime (0018,1078); else
+* Injection time: RadiopharmaceuticalStartDateTime (0018,1078); else
   RadiopharmaceuticalStartTime (0018,1072) on SeriesDate (then an injection
   later than the scan by more than an hour is taken as the previous day:
-  midnight crossing); else GE private admin_datetime (0009,103B).
-* Dose: RadionuclideTotalDose (0018,1074) in Bq, or in MBq when below 1e5
-  (recognised by magnitude, as the manual recommends); else GE private
-  tracer_activity (0009,1038, MBq at meas_datetime 0009,1039) minus
-  post_inj_activity (0009,103C at 0009,103D), both decayed to injection.
-* Weight: PatientWeight (0010,1030) in kg, or in g when above 1000.
-  Height PatientSize (0010,1020) in m (values above 3 taken as cm).
-* Half-life: RadionuclideHalfLife (0018,1075) wins; else the radionuclide
-  table via RadionuclideCodeSequence (0054,0300); else GE private half_life
-  (0009,103F).
+  midnight crossing) (:mod:`recon.quant.suv_times`).
+* Dose, weight, height and half-life as the header gives them; how a DICOM
+  reader fills them (units heuristics, vendor private tags) is described in
+  :mod:`recon.io.dicom.series_header`. Body-size normalisers:
+  :mod:`recon.quant.body_size`.
 
-Body-size formulas (W kg, H cm; Sugawara et al., Radiology 1999; Janmahasatian
-et al., Clin Pharmacokinet 2005; Du Bois & Du Bois, Arch Intern Med 1916):
-
-* LBM James (DICOM "LBMJAMES128"): male 1.10 W - 128 (W/H)^2,
-  female 1.07 W - 148 (W/H)^2; Morgan ("LBM") uses 120 for males.
-* LBM Janmahasatian ("LBMJANMA"): male 9270 W / (6680 + 216 BMI),
-  female 9270 W / (8780 + 244 BMI), BMI = W / (H/100)^2.
-* IBW ("IBW"): male 48.0 + 1.06 (H - 152), female 45.5 + 0.91 (H - 152).
-* BSA Du Bois ("BSA"): 0.007184 W^0.425 H^0.725 (m^2).
-
-PatientSex "O" (other) uses the mean of the male and female values, as the
-manual suggests. When the header cannot support the number asked for, an
-:class:`SUVError` names the missing or inconsistent tag.
+When the header cannot support the number asked for, an :class:`SUVError`
+names the missing or inconsistent tag. Everything here is a pure function of
+a :class:`~recon.data.series_header.SeriesHeader`; nothing reads files.
 """
 from __future__ import annotations
 
 import logging
 import math
-import re
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
-from typing import Any, Callable, Literal, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from recon.quant.decay import acquisition_decay_factor, average_count_rate_time, decay_constant
-from recon.quant.radionuclides import radionuclide_from_dicom_code
+from recon.data.grid import Volume
+from recon.data.series_header import MIDNIGHT_TOLERANCE_S, SeriesHeader
+from recon.quant.body_size import SUV_KINDS, SUVError, body_normaliser, canonical_kind
+from recon.quant.decay import acquisition_decay_factor, decay_constant
+from recon.quant.suv_times import injection_datetime_for, need_half_life, reference_datetime
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "SUVError",
-    "SUV_KINDS",
-    "PETHeader",
-    "SUVConversion",
-    "suv_factors",
-    "lbm_james_kg",
-    "lbm_morgan_kg",
-    "lbm_janmahasatian_kg",
-    "ibw_kg",
-    "bsa_dubois_m2",
-    "body_normaliser",
-    "parse_dicom_datetime",
-]
-
-SUVKind = Literal["bw", "lbm_james", "lbm_janma", "lbm_morgan", "bsa", "ibw"]
-SUV_KINDS: tuple[str, ...] = ("bw", "lbm_james", "lbm_janma", "lbm_morgan", "bsa", "ibw")
-"""Accepted SUV kinds; the unit is g/mL except ``"bsa"`` (cm^2/mL)."""
+__all__ = ["SUVError", "SUV_KINDS", "SUVConversion", "suv_factors", "suv_volume"]
 
 # DICOM SUVType (0054,1006) defined terms -> our kinds
 _SUVTYPE_TO_KIND: dict[str, str] = {
     "BW": "bw", "LBM": "lbm_morgan", "LBMJAMES128": "lbm_james", "LBMJANMA": "lbm_janma",
     "BSA": "bsa", "IBW": "ibw",
 }
-_KIND_ALIASES: dict[str, str] = {
-    "bw": "bw", "suvbw": "bw", "lbm": "lbm_james", "lbm_james": "lbm_james", "lbmjames128": "lbm_james",
-    "james": "lbm_james", "lbm_janma": "lbm_janma", "lbmjanma": "lbm_janma", "janma": "lbm_janma",
-    "janmahasatian": "lbm_janma", "lbm_morgan": "lbm_morgan", "morgan": "lbm_morgan",
-    "bsa": "bsa", "ibw": "ibw",
-}
 
-_MBQ_THRESHOLD = 1.0e5  # a dose value below this is in MBq (1e5 MBq = 100 GBq; 1e5 Bq = 0.1 MBq)
-_MIDNIGHT_TOLERANCE_S = 3600.0
-
-
-class SUVError(ValueError):
-    """The DICOM header cannot support the SUV asked for; the message names the tag."""
-
-
-# --------------------------------------------------------------------------- body size
-
-def _check_wh(weight_kg: float, height_cm: float | None = None) -> None:
-    if not (weight_kg > 0 and math.isfinite(weight_kg)):
-        raise SUVError(f"patient weight must be positive (kg), got {weight_kg}")
-    if height_cm is not None and not (height_cm > 0 and math.isfinite(height_cm)):
-        raise SUVError(f"patient height must be positive (cm), got {height_cm}")
-
-
-def _by_sex(sex: str | None, male: Callable[[], float], female: Callable[[], float], what: str) -> float:
-    s = (sex or "").strip().upper()
-    if s == "M":
-        return male()
-    if s == "F":
-        return female()
-    if s == "O":
-        return 0.5 * (male() + female())
-    raise SUVError(f"{what} needs PatientSex (0010,0040) = M, F or O; got {sex!r}")
-
-
-def lbm_james_kg(weight_kg: float, height_cm: float, sex: str | None) -> float:
-    """Lean body mass (kg), James (DICOM LBMJAMES128): M 1.10W-128(W/H)^2, F 1.07W-148(W/H)^2."""
-    _check_wh(weight_kg, height_cm)
-    r2 = (weight_kg / height_cm) ** 2
-    return _by_sex(sex, lambda: 1.10 * weight_kg - 128.0 * r2, lambda: 1.07 * weight_kg - 148.0 * r2, "SUVlbm (James)")
-
-
-def lbm_morgan_kg(weight_kg: float, height_cm: float, sex: str | None) -> float:
-    """Lean body mass (kg), Morgan (DICOM LBM): M 1.10W-120(W/H)^2, F 1.07W-148(W/H)^2."""
-    _check_wh(weight_kg, height_cm)
-    r2 = (weight_kg / height_cm) ** 2
-    return _by_sex(sex, lambda: 1.10 * weight_kg - 120.0 * r2, lambda: 1.07 * weight_kg - 148.0 * r2, "SUVlbm (Morgan)")
-
-
-def lbm_janmahasatian_kg(weight_kg: float, height_cm: float, sex: str | None) -> float:
-    """Lean body mass (kg), Janmahasatian: M 9270W/(6680+216 BMI), F 9270W/(8780+244 BMI)."""
-    _check_wh(weight_kg, height_cm)
-    bmi = weight_kg / (height_cm / 100.0) ** 2
-    return _by_sex(
-        sex,
-        lambda: 9270.0 * weight_kg / (6680.0 + 216.0 * bmi),
-        lambda: 9270.0 * weight_kg / (8780.0 + 244.0 * bmi),
-        "SUVlbm (Janmahasatian)",
-    )
-
-
-def ibw_kg(height_cm: float, sex: str | None) -> float:
-    """Ideal body weight (kg): M 48.0+1.06(H-152), F 45.5+0.91(H-152), H in cm."""
-    if not (height_cm > 0 and math.isfinite(height_cm)):
-        raise SUVError(f"patient height must be positive (cm), got {height_cm}")
-    return _by_sex(sex, lambda: 48.0 + 1.06 * (height_cm - 152.0), lambda: 45.5 + 0.91 * (height_cm - 152.0), "SUVibw")
-
-
-def bsa_dubois_m2(weight_kg: float, height_cm: float) -> float:
-    """Body surface area (m^2), Du Bois: 0.007184 W^0.425 H^0.725."""
-    _check_wh(weight_kg, height_cm)
-    return 0.007184 * weight_kg**0.425 * height_cm**0.725
-
-
-def _canonical_kind(kind: str) -> str:
-    k = _KIND_ALIASES.get(str(kind).strip().lower().replace("-", "_"))
-    if k is None:
-        raise ValueError(f"unknown SUV kind {kind!r}; use one of {SUV_KINDS}")
-    return k
-
-
-def body_normaliser(kind: str, weight_kg: float | None, height_m: float | None, sex: str | None) -> float:
-    """The SUV normaliser: g for bw/lbm/ibw, cm^2 for bsa.
-
-    Raises SUVError naming PatientWeight (0010,1030), PatientSize (0010,1020)
-    or PatientSex (0010,0040) when the value needed is missing.
-    """
-    k = _canonical_kind(kind)
-
-    def need_w() -> float:
-        if weight_kg is None:
-            raise SUVError(f"SUV{k} needs PatientWeight (0010,1030), which is missing or zero")
-        return float(weight_kg)
-
-    def need_h_cm() -> float:
-        if height_m is None:
-            raise SUVError(f"SUV{k} needs PatientSize (0010,1020, height in m), which is missing or zero")
-        return 100.0 * float(height_m)
-
-    if k == "bw":
-        w = need_w()
-        _check_wh(w)
-        return 1000.0 * w
-    if k == "lbm_james":
-        return 1000.0 * lbm_james_kg(need_w(), need_h_cm(), sex)
-    if k == "lbm_morgan":
-        return 1000.0 * lbm_morgan_kg(need_w(), need_h_cm(), sex)
-    if k == "lbm_janma":
-        return 1000.0 * lbm_janmahasatian_kg(need_w(), need_h_cm(), sex)
-    if k == "ibw":
-        return 1000.0 * ibw_kg(need_h_cm(), sex)
-    return 1.0e4 * bsa_dubois_m2(need_w(), need_h_cm())  # bsa, cm^2
-
-
-# --------------------------------------------------------------------------- DICOM values
-
-def _raw(ds: Any, key: str | tuple[int, int]) -> Any:
-    """Value of a keyword or (group, element) tag in a dataset, or None when absent/empty."""
-    if ds is None:
-        return None
-    try:
-        if isinstance(key, str):
-            v = getattr(ds, key, None) if hasattr(ds, key) else None
-        else:
-            elem = ds.get(key) if hasattr(ds, "get") else None
-            if elem is None:
-                return None
-            v = getattr(elem, "value", elem)
-    except Exception:  # a malformed element reads as absent
-        return None
-    if isinstance(v, (bytes, bytearray)):
-        v = bytes(v).decode("ascii", errors="ignore").strip("\x00 ")
-    if v is None or (isinstance(v, str) and not v.strip()):
-        return None
-    if hasattr(v, "__len__") and not isinstance(v, str) and len(v) == 0:
-        return None
-    return v
-
-
-def _float(ds: Any, key: str | tuple[int, int]) -> float | None:
-    v = _raw(ds, key)
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple)) or (hasattr(v, "__iter__") and not isinstance(v, str)):
-        v = list(v)[0]
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _str(ds: Any, key: str | tuple[int, int]) -> str | None:
-    v = _raw(ds, key)
-    return None if v is None else str(v).strip()
-
-
-_TM_RE = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
-
-
-def _upper(ds: Any, key: str) -> str | None:
-    v = _str(ds, key)
-    return v.upper() if v else None
-
-
-def _parse_tm(v: Any) -> time | None:
-    if v is None:
-        return None
-    if isinstance(v, time):
-        return v.replace(tzinfo=None)
-    s = str(v).strip().replace(":", "")  # ACR-NEMA style HH:MM:SS
-    m = _TM_RE.match(s)
-    if not m:
-        return None
-    hh, mm, ss, frac = m.groups()
-    us = int((frac or "0").ljust(6, "0"))
-    sec = int(ss or 0)
-    if sec == 60:  # leap second allowed by DICOM
-        sec = 59
-    return time(int(hh), int(mm or 0), sec, us)
-
-
-def _parse_da(v: Any) -> date | None:
-    if v is None:
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    s = str(v).strip().replace(".", "").replace("-", "")
-    if len(s) != 8 or not s.isdigit():
-        return None
-    try:
-        return date(int(s[:4]), int(s[4:6]), int(s[6:8]))
-    except ValueError:
-        return None
-
-
-def parse_dicom_datetime(value: Any) -> datetime | None:
-    """A DICOM DT (YYYYMMDDHHMMSS.FFFFFF, possibly truncated, optional &ZZXX offset) as a naive datetime.
-
-    A timezone offset is dropped (all times of one study are assumed to share
-    a clock). Returns None for empty or unparsable values.
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None)
-    s = str(value).strip()
-    s = re.split(r"[+-]", s, maxsplit=1)[0] if len(s) > 8 else s
-    m = re.match(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$", s)
-    if not m:
-        return None
-    y, mo, d, hh, mi, ss, frac = m.groups()
-    try:
-        return datetime(
-            int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), min(int(ss or 0), 59),
-            int((frac or "0").ljust(6, "0")),
-        )
-    except ValueError:
-        return None
-
-
-def _combine(d: date | None, t: time | None) -> datetime | None:
-    if d is None or t is None:
-        return None
-    return datetime.combine(d, t)
-
-
-def _private(
-    ds: Any, group: int, element: int, creators: tuple[str, ...], manufacturer_prefix: str
-) -> Any:
-    """A vendor private value, accepted when its private creator matches, or when no
-    creator is recorded and the Manufacturer (0008,0070) is that vendor."""
-    v = _raw(ds, (group, element))
-    if v is None:
-        return None
-    creator = _str(ds, (group, (element >> 8) & 0xFF))
-    if creator is not None:
-        return v if creator.strip().upper() in {c.upper() for c in creators} else None
-    manufacturer = (_str(ds, "Manufacturer") or "").upper()
-    return v if manufacturer.startswith(manufacturer_prefix.upper()) else None
-
-
-def _ge(ds: Any, element: int) -> Any:
-    return _private(ds, 0x0009, element, ("GEMS_PETD_01",), "GE")
-
-
-def _philips(ds: Any, element: int) -> float | None:
-    v = _private(ds, 0x7053, element, ("Philips PET Private Group",), "PHILIPS")
-    if v is None:
-        return None
-    try:
-        if hasattr(v, "__iter__") and not isinstance(v, str):
-            v = list(v)[0]
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-# --------------------------------------------------------------------------- header
-
-@dataclass(frozen=True)
-class PETHeader:
-    """What SUV needs from a PET series, read from its DICOM datasets.
-
-    Series-level values come from the first dataset; per-slice values are
-    tuples ordered like the datasets given to :meth:`from_datasets`. Missing
-    values are None; :func:`suv_factors` decides what is required. ``sources``
-    records which tag each time/dose/half-life came from.
-    """
-
-    units: str | None
-    decay_correction: str | None
-    suv_type: str | None
-    manufacturer: str | None
-    weight_kg: float | None
-    height_m: float | None
-    sex: str | None
-    dose_bq: float | None
-    injection_datetime: datetime | None
-    injection_time_only: time | None
-    half_life_s: float | None
-    series_datetime: datetime | None
-    series_date: date | None
-    decay_correction_datetime: datetime | None
-    ge_scan_datetime: datetime | None
-    corrected_image: tuple[str, ...]
-    dose_calibration_factor: float | None
-    voxel_volume_ml: float | None
-    acquisition_datetimes: tuple[datetime | None, ...]
-    frame_durations_s: tuple[float | None, ...]
-    frame_reference_times_s: tuple[float | None, ...]
-    philips_suv_factors: tuple[float | None, ...]
-    philips_activity_factors: tuple[float | None, ...]
-    sources: dict[str, str] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def n_slices(self) -> int:
-        """Number of per-slice entries."""
-        return len(self.acquisition_datetimes)
-
-    @classmethod
-    def from_datasets(cls, datasets: Sequence[Any], *, dose_unit: Literal["auto", "Bq", "MBq"] = "auto") -> "PETHeader":
-        """Read the SUV-relevant attributes from pydicom-like datasets (one per slice or one multi-frame)."""
-        if len(datasets) == 0:
-            raise SUVError("no DICOM datasets given")
-        ds0 = datasets[0]
-        sources: dict[str, str] = {}
-        notes: list[str] = []
-
-        # ---- patient
-        weight = _float(ds0, "PatientWeight")
-        if weight is not None and weight <= 0:
-            weight = None
-        if weight is not None and weight > 1000.0:
-            notes.append(f"PatientWeight (0010,1030) = {weight} > 1000 taken as grams")
-            weight = weight / 1000.0
-        height = _float(ds0, "PatientSize")
-        if height is not None and height <= 0:
-            height = None
-        if height is not None and height > 3.0:
-            notes.append(f"PatientSize (0010,1020) = {height} > 3 taken as centimetres")
-            height = height / 100.0
-        sex = _str(ds0, "PatientSex")
-
-        # ---- radiopharmaceutical
-        rp_seq = _raw(ds0, "RadiopharmaceuticalInformationSequence")
-        rp = rp_seq[0] if rp_seq else None
-        series_date = _parse_da(_raw(ds0, "SeriesDate")) or _parse_da(_raw(ds0, "AcquisitionDate")) \
-            or _parse_da(_raw(ds0, "StudyDate"))
-
-        half_life = _float(rp, "RadionuclideHalfLife")
-        if half_life is not None and half_life > 0:
-            sources["half_life"] = "RadionuclideHalfLife (0018,1075)"
-        else:
-            half_life = None
-            codes = _raw(rp, "RadionuclideCodeSequence")
-            if codes:
-                try:
-                    nuc = radionuclide_from_dicom_code(_str(codes[0], "CodeValue"), _str(codes[0], "CodeMeaning"))
-                    half_life = nuc.half_life_s
-                    sources["half_life"] = f"radionuclide table ({nuc.name}) via RadionuclideCodeSequence (0054,0300)"
-                except KeyError:
-                    pass
-            if half_life is None:
-                ge_hl = _ge(ds0, 0x103F)
-                try:
-                    if ge_hl is not None and float(ge_hl) > 0:
-                        half_life = float(ge_hl)
-                        sources["half_life"] = "GE private half_life (0009,103F)"
-                except (TypeError, ValueError):
-                    pass
-
-        inj = parse_dicom_datetime(_raw(rp, "RadiopharmaceuticalStartDateTime"))
-        inj_t = _parse_tm(_raw(rp, "RadiopharmaceuticalStartTime"))
-        if inj is not None:
-            sources["injection"] = "RadiopharmaceuticalStartDateTime (0018,1078)"
-        elif inj_t is None:
-            ge_admin = parse_dicom_datetime(_ge(ds0, 0x103B))
-            if ge_admin is not None:
-                inj = ge_admin
-                sources["injection"] = "GE private admin_datetime (0009,103B)"
-
-        dose = _float(rp, "RadionuclideTotalDose")
-        if dose is not None and dose > 0:
-            dose = _dose_to_bq(dose, dose_unit, "RadionuclideTotalDose (0018,1074)", notes)
-            sources["dose"] = "RadionuclideTotalDose (0018,1074)"
-        else:
-            dose = None
-
-        ge_scan = parse_dicom_datetime(_ge(ds0, 0x100D))
-
-        # ---- per slice
-        acq: list[datetime | None] = []
-        dur: list[float | None] = []
-        fref: list[float | None] = []
-        ph_suv: list[float | None] = []
-        ph_act: list[float | None] = []
-        for ds in datasets:
-            a = parse_dicom_datetime(_raw(ds, "AcquisitionDateTime"))
-            if a is None:
-                t = _parse_tm(_raw(ds, "AcquisitionTime"))
-                d = _parse_da(_raw(ds, "AcquisitionDate")) or series_date
-                a = _combine(d, t)
-                if a is not None and _parse_da(_raw(ds, "AcquisitionDate")) is None and series_date is not None:
-                    # time only: an acquisition time well before the series time crossed midnight
-                    st = _combine(series_date, _parse_tm(_raw(ds0, "SeriesTime")))
-                    if st is not None and (st - a).total_seconds() > _MIDNIGHT_TOLERANCE_S:
-                        a = a + timedelta(days=1)
-            acq.append(a)
-            ms = _float(ds, "ActualFrameDuration")
-            dur.append(ms / 1000.0 if ms is not None and ms > 0 else None)
-            fr = _float(ds, "FrameReferenceTime")
-            fref.append(fr / 1000.0 if fr is not None else None)
-            ph_suv.append(_philips(ds, 0x1000))
-            ph_act.append(_philips(ds, 0x1009))
-
-        ps = _raw(ds0, "PixelSpacing")
-        thick = _float(ds0, "SliceThickness") or _float(ds0, "SpacingBetweenSlices")
-        voxel_ml = None
-        if ps is not None and thick:
-            try:
-                voxel_ml = float(ps[0]) * float(ps[1]) * thick / 1000.0
-            except (TypeError, ValueError, IndexError):
-                voxel_ml = None
-        corrected = _raw(ds0, "CorrectedImage")
-        if corrected is None:
-            corrected_t: tuple[str, ...] = ()
-        elif isinstance(corrected, str):
-            corrected_t = tuple(c.strip().upper() for c in corrected.split("\\"))
-        else:
-            corrected_t = tuple(str(c).strip().upper() for c in corrected)
-
-        header = cls(
-            units=_upper(ds0, "Units"),
-            decay_correction=_upper(ds0, "DecayCorrection"),
-            suv_type=_upper(ds0, "SUVType"),
-            manufacturer=_str(ds0, "Manufacturer"),
-            weight_kg=weight,
-            height_m=height,
-            sex=sex,
-            dose_bq=dose,
-            injection_datetime=inj,
-            injection_time_only=inj_t,
-            half_life_s=half_life,
-            series_datetime=_combine(_parse_da(_raw(ds0, "SeriesDate")), _parse_tm(_raw(ds0, "SeriesTime"))),
-            series_date=series_date,
-            decay_correction_datetime=parse_dicom_datetime(_raw(ds0, "DecayCorrectionDateTime")),
-            ge_scan_datetime=ge_scan,
-            corrected_image=corrected_t,
-            dose_calibration_factor=_float(ds0, "DoseCalibrationFactor"),
-            voxel_volume_ml=voxel_ml,
-            acquisition_datetimes=tuple(acq),
-            frame_durations_s=tuple(dur),
-            frame_reference_times_s=tuple(fref),
-            philips_suv_factors=tuple(ph_suv),
-            philips_activity_factors=tuple(ph_act),
-            sources=sources,
-            notes=tuple(notes),
-        )
-        if header.dose_bq is None:
-            header = _ge_net_dose(header, ds0, dose_unit)
-        return header
-
-
-def _dose_to_bq(value: float, dose_unit: str, tag: str, notes: list[str]) -> float:
-    if dose_unit == "Bq":
-        return value
-    if dose_unit == "MBq":
-        return value * 1e6
-    if dose_unit != "auto":
-        raise ValueError(f"dose_unit must be 'auto', 'Bq' or 'MBq', got {dose_unit!r}")
-    if value < _MBQ_THRESHOLD:
-        notes.append(f"{tag} = {value} < {_MBQ_THRESHOLD:g} taken as MBq")
-        return value * 1e6
-    return value
-
-
-def _ge_net_dose(h: PETHeader, ds0: Any, dose_unit: str) -> PETHeader:
-    """Fill the dose from GE private pre-/post-injection activities when the standard tag is missing."""
-    pre = _ge(ds0, 0x1038)
-    pre_t = parse_dicom_datetime(_ge(ds0, 0x1039))
-    if pre is None or pre_t is None:
-        return h
-    inj = h.injection_datetime or _combine(h.series_date, h.injection_time_only)
-    if inj is None or h.half_life_s is None:
-        return h
-    notes = list(h.notes)
-    try:
-        pre_bq = _dose_to_bq(float(pre), "MBq" if dose_unit == "auto" else dose_unit,
-                             "GE tracer_activity (0009,1038)", notes)
-    except (TypeError, ValueError):
-        return h
-    lam = math.log(2.0) / h.half_life_s
-    net = pre_bq * math.exp(-lam * (inj - pre_t).total_seconds())
-    post = _ge(ds0, 0x103C)
-    post_t = parse_dicom_datetime(_ge(ds0, 0x103D))
-    try:
-        if post is not None and float(post) > 0 and post_t is not None:
-            post_bq = _dose_to_bq(float(post), "MBq" if dose_unit == "auto" else dose_unit,
-                                  "GE post_inj_activity (0009,103C)", notes)
-            net -= post_bq * math.exp(lam * (post_t - inj).total_seconds())
-    except (TypeError, ValueError):
-        pass
-    if net <= 0:
-        return h
-    sources = dict(h.sources)
-    sources["dose"] = "GE private tracer_activity (0009,1038) - post_inj_activity (0009,103C), decayed to injection"
-    notes.append("dose from GE private pre/post-injection activities (MBq)")
-    return _replace(h, dose_bq=net, sources=sources, notes=tuple(notes))
-
-
-def _replace(h: PETHeader, **kw: Any) -> PETHeader:
-    return replace(h, **kw)
-
-
-# --------------------------------------------------------------------------- conversion
 
 @dataclass(frozen=True)
 class SUVConversion:
@@ -623,97 +95,8 @@ class SUVConversion:
         return (v * self.factors.reshape(shape)).astype(np.float32)
 
 
-def _need_half_life(h: PETHeader, half_life_s: float | None, why: str) -> float:
-    if half_life_s is not None:
-        return float(half_life_s)
-    if h.half_life_s is None:
-        raise SUVError(
-            f"{why} needs the half-life: RadionuclideHalfLife (0018,1075) is missing and the "
-            "RadionuclideCodeSequence (0054,0300) does not name a known radionuclide"
-        )
-    return h.half_life_s
-
-
-def _injection_datetime(h: PETHeader, reference: datetime | None, details: dict[str, Any]) -> datetime:
-    if h.injection_datetime is not None:
-        return h.injection_datetime
-    if h.injection_time_only is not None:
-        if h.series_date is None:
-            raise SUVError(
-                "RadiopharmaceuticalStartTime (0018,1072) has no date: SeriesDate (0008,0021) is needed "
-                "(RadiopharmaceuticalStartDateTime (0018,1078) is missing)"
-            )
-        inj = datetime.combine(h.series_date, h.injection_time_only)
-        details["injection_source"] = "RadiopharmaceuticalStartTime (0018,1072) on SeriesDate (0008,0021)"
-        if reference is not None and (inj - reference).total_seconds() > _MIDNIGHT_TOLERANCE_S:
-            inj -= timedelta(days=1)
-            details["midnight_crossing"] = True
-            logger.info("injection time %s is after the scan: taken as the previous day (midnight crossing)", inj.time())
-        return inj
-    raise SUVError(
-        "injection time is missing: neither RadiopharmaceuticalStartDateTime (0018,1078) nor "
-        "RadiopharmaceuticalStartTime (0018,1072) is in RadiopharmaceuticalInformationSequence (0054,0016)"
-    )
-
-
-def _backcomputed_reference(h: PETHeader, half_life_s: float) -> datetime:
-    refs: list[datetime] = []
-    for i, (a, t, fr) in enumerate(zip(h.acquisition_datetimes, h.frame_durations_s, h.frame_reference_times_s)):
-        if a is None or t is None or fr is None:
-            missing = [n for n, v in (("AcquisitionDate/Time (0008,0022/0032)", a),
-                                      ("ActualFrameDuration (0018,1242)", t),
-                                      ("FrameReferenceTime (0054,1300)", fr)) if v is None]
-            raise SUVError(f"cannot back-compute the decay reference time: slice {i} lacks {', '.join(missing)}")
-        refs.append(a + timedelta(seconds=average_count_rate_time(half_life_s, t) - fr))
-    base = min(refs)
-    offsets = np.array([(r - base).total_seconds() for r in refs])
-    if offsets.max() > 1.0:
-        logger.warning("back-computed reference times differ by up to %.1f s between slices; using the median",
-                       offsets.max())
-    return base + timedelta(seconds=float(np.median(offsets)))
-
-
-def _reference_datetime(h: PETHeader, method: str, half_life_s: float, details: dict[str, Any]) -> datetime:
-    """The time the image values were decay-corrected to (DecayCorrection START)."""
-    acq = [a for a in h.acquisition_datetimes if a is not None]
-    earliest = min(acq) if acq else None
-    if method == "series":
-        if h.series_datetime is None:
-            raise SUVError("reference_time='series' needs SeriesDate (0008,0021) and SeriesTime (0008,0031)")
-        details["reference_source"] = "SeriesDate/SeriesTime (0008,0021/0031)"
-        return h.series_datetime
-    if method == "backcompute":
-        details["reference_source"] = "back-computed: AcquisitionTime + T_ave - FrameReferenceTime"
-        return _backcomputed_reference(h, half_life_s)
-    if method != "qiba":
-        raise ValueError(f"reference_time must be 'qiba', 'backcompute' or 'series', got {method!r}")
-    if h.decay_correction_datetime is not None:
-        details["reference_source"] = "DecayCorrectionDateTime (0018,9701)"
-        return h.decay_correction_datetime
-    if h.ge_scan_datetime is not None:
-        details["reference_source"] = "GE private scan_datetime (0009,100D)"
-        return h.ge_scan_datetime
-    if h.series_datetime is not None and (earliest is None or h.series_datetime <= earliest + timedelta(seconds=1)):
-        details["reference_source"] = "SeriesDate/SeriesTime (0008,0021/0031)"
-        return h.series_datetime
-    try:
-        ref = _backcomputed_reference(h, half_life_s)
-        details["reference_source"] = "back-computed: AcquisitionTime + T_ave - FrameReferenceTime"
-        if h.series_datetime is not None:
-            logger.info("SeriesTime is after AcquisitionTime (post-processed series?): reference time back-computed")
-        return ref
-    except SUVError:
-        if earliest is None:
-            raise SUVError(
-                "DecayCorrection START: no reference time; need SeriesDate/SeriesTime (0008,0021/0031) or "
-                "AcquisitionDate/AcquisitionTime (0008,0022/0032)"
-            ) from None
-        details["reference_source"] = "earliest AcquisitionDate/AcquisitionTime (0008,0022/0032)"
-        return earliest
-
-
 def suv_factors(
-    header: PETHeader | Sequence[Any],
+    header: SeriesHeader,
     kind: str = "bw",
     *,
     reference_time: Literal["qiba", "backcompute", "series"] = "qiba",
@@ -726,19 +109,22 @@ def suv_factors(
 ) -> SUVConversion:
     """Per-slice factors turning rescaled stored values into SUV of ``kind``.
 
-    ``header`` is a :class:`PETHeader` or the datasets to read one from.
+    ``header`` is the series' :class:`SeriesHeader`.
     Keyword values override (or supply) the header's; ``half_life_s`` given
     here wins over everything. Raises :class:`SUVError` naming the tag when
     the header cannot support the number.
     """
-    h = header if isinstance(header, PETHeader) else PETHeader.from_datasets(header)
-    k = _canonical_kind(kind)
+    if not isinstance(header, SeriesHeader):
+        raise TypeError(f"suv_factors needs a SeriesHeader (read one with recon.io.dicom.read_series_header), "
+                        f"got {type(header).__name__}")
+    h = header
+    k = canonical_kind(kind)
     overrides = {
         k2: v for k2, v in (("weight_kg", weight_kg), ("height_m", height_m), ("sex", sex), ("dose_bq", dose_bq),
                             ("injection_datetime", injection_datetime)) if v is not None
     }
     if overrides:
-        h = _replace(h, **overrides)
+        h = replace(h, **overrides)
     n = h.n_slices
     details: dict[str, Any] = {"kind": k, "units": h.units, "decay_correction": h.decay_correction,
                                "notes": list(h.notes), "sources": dict(h.sources)}
@@ -820,23 +206,23 @@ def suv_factors(
 
     if dc == "ADMIN":
         dose_factor = np.ones(n)
-        inj = h.injection_datetime or (_combine(h.series_date, h.injection_time_only))
+        inj = h.injection
         details["injection_datetime"] = inj.isoformat() if inj else None
     elif dc == "START":
-        t_half = _need_half_life(h, half_life_s, "DecayCorrection START")
-        ref = _reference_datetime(h, reference_time, t_half, details)
-        inj = _injection_datetime(h, ref, details)
+        t_half = need_half_life(h, half_life_s, "DecayCorrection START")
+        ref = reference_datetime(h, reference_time, t_half, details)
+        inj = injection_datetime_for(h, ref, details)
         dt = (ref - inj).total_seconds()
-        if dt < -_MIDNIGHT_TOLERANCE_S:
+        if dt < -MIDNIGHT_TOLERANCE_S:
             raise SUVError(f"injection ({inj}) is {-dt:.0f} s after the decay reference time ({ref}); "
                            "check RadiopharmaceuticalStartDateTime (0018,1078) and SeriesDate/Time")
         dose_factor = np.full(n, math.exp(-decay_constant(t_half) * dt))
         details.update(reference_datetime=ref.isoformat(), injection_datetime=inj.isoformat(),
                        uptake_time_s=dt, half_life_s=t_half, dose_decay_factor=float(dose_factor[0]))
     elif dc == "NONE":
-        t_half = _need_half_life(h, half_life_s, "DecayCorrection NONE")
+        t_half = need_half_life(h, half_life_s, "DecayCorrection NONE")
         first = min((a for a in h.acquisition_datetimes if a is not None), default=None)
-        inj = _injection_datetime(h, first, details)
+        inj = injection_datetime_for(h, first, details)
         lam = decay_constant(t_half)
         dose_factor = np.empty(n)
         for i, (a, t) in enumerate(zip(h.acquisition_datetimes, h.frame_durations_s)):
@@ -855,7 +241,7 @@ def suv_factors(
     return SUVConversion(k, factors, unit, details)
 
 
-def _cps_to_bqml(h: PETHeader, details: dict[str, Any]) -> float:
+def _cps_to_bqml(h: SeriesHeader, details: dict[str, Any]) -> float:
     if h.voxel_volume_ml is None:
         raise SUVError("CPS to Bq/mL needs the voxel volume: PixelSpacing (0028,0030) and SliceThickness (0018,0050)")
     if "DCAL" in h.corrected_image:
@@ -871,5 +257,42 @@ def _cps_to_bqml(h: PETHeader, details: dict[str, Any]) -> float:
     )
 
 
-def _patient_details(h: PETHeader) -> dict[str, Any]:
+def _patient_details(h: SeriesHeader) -> dict[str, Any]:
     return {"weight_kg": h.weight_kg, "height_m": h.height_m, "sex": h.sex}
+
+
+def suv_volume(
+    volume: Volume,
+    header: SeriesHeader,
+    kind: str = "bw",
+    *,
+    slice_axis: int = 0,
+    slice_order: Sequence[int] | None = None,
+    **overrides: Any,
+) -> tuple[Volume, SUVConversion]:
+    """SUV volume of ``kind`` from a volume of rescaled values and its series header; also the conversion used.
+
+    ``slice_axis`` is the volume axis (0=z, 1=y, 2=x) along which the
+    header's slices lie and ``slice_order[i]`` the header slice index of volume
+    index ``i`` along it (default: the same order). A header with a single
+    entry (one multi-frame file) applies one factor everywhere. ``overrides``
+    go to :func:`suv_factors` (``weight_kg``, ``dose_bq``, ``reference_time``...).
+    """
+    conv = suv_factors(header, kind, **overrides)
+    data = np.asarray(volume.to_host().data, dtype=np.float64)
+    factors = conv.factors
+    if factors.size == 1:
+        scaled = data * float(factors[0])
+    else:
+        n = data.shape[slice_axis]
+        order = np.arange(n) if slice_order is None else np.asarray(slice_order)
+        if factors.size != n or order.size != n:
+            raise ValueError(f"the header has {factors.size} slices, the volume {n} along axis {slice_axis}")
+        shape = [1, 1, 1]
+        shape[slice_axis] = -1
+        scaled = data * factors[order].reshape(shape)
+    meta = dict(volume.metadata)
+    meta["suv"] = conv.details
+    out = Volume(scaled.astype(np.float32), volume.grid, f"SUV{conv.kind} ({conv.unit})", meta,
+                 volume.frame_of_reference_uid)
+    return out, conv

@@ -18,23 +18,22 @@ from typing import Any
 
 import numpy as np
 from pydicom.datadict import dictionary_VR
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from recon.data.grid import Volume
-from recon.io.dicom_ct import read_axial_series
-from recon.io.dicom_nm import NM_IMAGE_STORAGE, DicomFormatError, fill_patient_study, format_ds
+from recon.io.dicom.series import read_axial_series
+from recon.io.dicom.values import DicomFormatError, format_ds
+from recon.io.dicom.write_common import NM_IMAGE_STORAGE, PET_IMAGE_STORAGE, fill_patient_study, new_instance
 
 logger = logging.getLogger(__name__)
 
-PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
 _SOP_CLASS = {"PT": PET_IMAGE_STORAGE, "NM": NM_IMAGE_STORAGE}
 _UNIT_TO_DICOM = {"bq/ml": "BQML", "bqml": "BQML", "counts": "CNTS", "cnts": "CNTS", "g/ml": "GML", "gml": "GML"}
 _DICOM_TO_UNIT = {"BQML": "Bq/mL", "CNTS": "counts", "GML": "g/mL", "CM2ML": "cm2/mL", "PROPCNTS": "counts"}
 _INT16_MAX = 32767
-
 
 
 def _radiopharmaceutical_sequence(value: Dataset | Sequence | Mapping[str, Any]) -> Sequence:
@@ -91,8 +90,8 @@ def write_volume_series(
     or PET input header) when given; the series is new (new SeriesInstanceUID).
     The RadiopharmaceuticalInformationSequence is ``radiopharmaceutical``, else
     the reference's. FrameOfReferenceUID: ``frame_of_reference_uid`` (the
-    CT's), else the reference's, else new. ``unit`` defaults from the volume
-    (Bq/mL -> BQML).
+    CT's), else the volume's, else the reference's, else new. ``unit``
+    defaults from the volume (Bq/mL -> BQML).
     """
     modality = modality.upper()
     if modality not in _SOP_CLASS:
@@ -136,6 +135,8 @@ def write_volume_series(
     base.Manufacturer = "recon"
     if frame_of_reference_uid:
         base.FrameOfReferenceUID = frame_of_reference_uid
+    elif volume.frame_of_reference_uid:
+        base.FrameOfReferenceUID = volume.frame_of_reference_uid
     elif reference is not None and reference.get("FrameOfReferenceUID"):
         base.FrameOfReferenceUID = str(reference.FrameOfReferenceUID)
     else:
@@ -184,12 +185,7 @@ def write_volume_series(
     for k in range(nz):
         stored, slope = _quantise(data[k])
         ds = copy.deepcopy(base)
-        ds.SOPClassUID = _SOP_CLASS[modality]
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        new_instance(ds, _SOP_CLASS[modality])
         ds.InstanceNumber = k + 1
         if modality == "PT":
             ds.ImageIndex = k + 1
@@ -211,13 +207,14 @@ def write_volume_series(
 
 
 def read_volume_series(directory: str | Path, *, series_uid: str | None = None) -> Volume:
-    """Read a PET or NM image series (one slice per file, per-slice rescale) into a Volume.
+    """Read a PET or NM image series (one slice per file, per-slice rescale) into a Volume (no SUV header:
+    :func:`~recon.io.dicom.series.read_image_series` gives one).
 
     The unit follows Units (0054,1001): BQML -> 'Bq/mL', CNTS -> 'counts',
     GML -> 'g/mL'; metadata holds the first slice's header (no pixels), the
     UIDs and the per-slice slopes.
     """
-    series = read_axial_series(directory, modality=("PT", "NM"), series_uid=series_uid)
+    series = read_axial_series(directory, modalities=("PT", "NM"), series_uid=series_uid)
     first = series.datasets[0]
     units = str(first.get("Units", "") or "").upper()
     if units and units not in _DICOM_TO_UNIT:
@@ -232,4 +229,5 @@ def read_volume_series(directory: str | Path, *, series_uid: str | None = None) 
         "rescale_slopes": series.slopes.copy(),
         "dicom_header": copy.deepcopy(first),
     }
-    return Volume(series.data, series.grid, unit=unit, metadata=metadata)
+    return Volume(series.data, series.grid, unit=unit, metadata=metadata,
+                  frame_of_reference_uid=metadata["frame_of_reference_uid"])
