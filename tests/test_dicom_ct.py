@@ -26,6 +26,7 @@ def _write_ct(
     *,
     flip_x: bool = False,
     skip_slice: int | None = None,
+    frame_of_reference: str | None = None,
 ) -> str:
     """Write ``hu`` (z, y, x; index increasing with +x, +y, +z) as a CT series, files in scrambled order.
 
@@ -34,7 +35,7 @@ def _write_ct(
     directory.mkdir(parents=True, exist_ok=True)
     nz, ny, nx = hu.shape
     dz, dy, dx = spacing_zyx
-    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    series, study, frame = generate_uid(), generate_uid(), frame_of_reference or generate_uid()
     order = np.random.default_rng(11).permutation(nz)
     for n, k in enumerate(order):
         if k == skip_slice:

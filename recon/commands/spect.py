@@ -4,6 +4,10 @@ INPUT is our HDF5 projections file (with its mu-map) or a DICOM NM multi-frame
 file (Siemens/GE layouts; ``--ct DIR`` gives the CT series for attenuation).
 ``--calibration S`` (system sensitivity, cps/MBq) converts the result to Bq/mL,
 decay-corrected over the acquisition and, with ``--reference-time``, to that time.
+When the input also gives the patient's weight and the injected activity and
+time, an SUVbw map is written beside the output (``OUT_suvbw.h5``; ``--no-suv``
+skips it). The volume sits where the input places the patient, in its frame of
+reference, with or without attenuation correction.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from recon.backend import DEVICES
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
 from recon.io.hdf5 import read_mu_map, read_projections, write_volume
-from recon.quant.calibration import SPECTCalibration, calibrate
+from recon.quant.calibration import Calibration, calibrate
+from recon.quant.suv import study_header, suv_volume
+from recon.spect.calibration import decay_reference_time, spect_calibration
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(e.g. 2026-11-25T08:00:00); needs --calibration")
     p.add_argument("--dicom-out", type=Path, metavar="DIR",
                    help="also write the volume as a DICOM NM image series (Units BQML with --calibration)")
+    p.add_argument("--nifti-out", type=Path, metavar="FILE",
+                   help="also write the volume as NIfTI (.nii or .nii.gz, RAS orientation)")
+    p.add_argument("--no-suv", action="store_true",
+                   help="do not write the SUVbw map even when the input gives weight, dose and injection time")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_recon_options(p)
     p.set_defaults(func=run)
@@ -91,48 +101,91 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
 
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.output.resolve() == args.input.resolve():
-        raise ValueError("output path equals the input path; refusing to overwrite the input")
-    if args.output.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; refusing to overwrite (pass --overwrite)")
-    if args.reference_time is not None and args.calibration is None:
-        raise ValueError("--reference-time needs --calibration")
+def suv_output_path(output: Path) -> Path:
+    """Where the SUVbw map of ``output`` goes: ``NAME_suvbw.h5`` beside it."""
+    return output.with_name(f"{output.stem}_suvbw{output.suffix or '.h5'}")
+
+
+def can_compute_suv(acq: SPECTAcquisition) -> bool:
+    """True when the input gives what SUVbw needs: weight, injected activity and injection time."""
+    return (acq.patient.weight_kg is not None and acq.dose.injected_activity_bq is not None
+            and acq.dose.injection_time is not None)
+
+
+def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
+    """Refuse, before any compute, outputs that would overwrite the input or an existing file."""
+    for path in paths:
+        if path.resolve() == args.input.resolve():
+            raise ValueError(f"output path {path} equals the input path; refusing to overwrite the input")
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{path} exists; refusing to overwrite (pass --overwrite)")
     if args.dicom_out is not None and args.dicom_out.exists() and any(args.dicom_out.iterdir()):
         raise FileExistsError(f"{args.dicom_out} is not empty; refusing to write a DICOM series into it")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.reference_time is not None and args.calibration is None:
+        raise ValueError("--reference-time needs --calibration")
+    _check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
     acq, mu = load_input(args.input, args.ct, args.collimator)
     opts = options_from_args(args)
     if opts.attenuation and mu is None:
         raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
                          "or pass --no-attenuation")
+    cal = None if args.calibration is None else spect_calibration(acq, args.calibration, args.reference_time)
+    want_suv = cal is not None and not args.no_suv and can_compute_suv(acq)
+    if want_suv:
+        _check_outputs(args, [suv_output_path(args.output)])
     volume = reconstruct_spect(acq, mu, opts)
-    if args.calibration is not None:
-        start_dt = acq.info.start_time
-        if args.reference_time is not None and start_dt is None:
-            raise ValueError("--reference-time needs the acquisition start time, which the input does not give")
-        half_life = None if acq.radionuclide in ("", "unknown") else acq.radionuclide
-        duration = acq.acquisition_duration_s if half_life else 0.0
-        cal = SPECTCalibration(args.calibration, acq.frame_duration_s, half_life, duration, start_dt,
-                               args.reference_time)
+    if cal is not None:
         volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
+    if want_suv:
+        suv = spect_suv_volume(volume, acq, cal)
+        write_volume(suv, suv_output_path(args.output), overwrite=args.overwrite)
+        logger.info("wrote %s (%s)", suv_output_path(args.output), suv.unit)
+    if args.nifti_out is not None:
+        from recon.io.nifti import write_nifti  # noqa: PLC0415
+
+        write_nifti(volume, args.nifti_out, overwrite=args.overwrite)
+        logger.info("wrote %s", args.nifti_out)
     if args.dicom_out is not None:
-        write_dicom_series(volume, args.dicom_out, acq, mu, args)
+        write_dicom_series(volume, args.dicom_out, acq, mu, cal)
     return 0
 
 
+def spect_suv_volume(volume: Volume, acq: SPECTAcquisition, cal: Calibration) -> Volume:
+    """SUVbw (g/mL) of a calibrated SPECT volume from the acquisition's patient and dose data."""
+    header = study_header(acq.patient, acq.dose, decay_reference_time(acq, cal))
+    suv, _ = suv_volume(volume, header, "bw")
+    return suv
+
+
+def dicom_decay_correction(acq: SPECTAcquisition, cal: Calibration | None) -> tuple[str, datetime | None]:
+    """DICOM DecayCorrection (0054,1102) and the time it refers to: ADMIN when the values are decay-corrected
+    to the injection, START (with its reference time) otherwise, NONE without a calibration."""
+    if cal is None:
+        return "NONE", None
+    reference = decay_reference_time(acq, cal)
+    if reference is None:
+        return "NONE", None
+    injection = acq.dose.injection_time
+    if injection is not None and abs((reference - injection).total_seconds()) < 1.0:
+        return "ADMIN", reference
+    return "START", reference
+
+
 def write_dicom_series(volume: Volume, directory: Path, acq: SPECTAcquisition, mu: Volume | None,
-                       args: argparse.Namespace) -> None:
-    """The reconstruction as an NM image series: patient/study from the NM input, CT frame of reference."""
+                       cal: Calibration | None) -> None:
+    """The reconstruction as an NM image series: patient/study from the NM input, the volume's frame of
+    reference (the CT's when a CT gave the mu-map)."""
     from recon.io.dicom import write_volume_series  # noqa: PLC0415
 
-    if volume.unit == "Bq/mL":
-        decay = "ADMIN" if args.reference_time is not None else "START"
-    else:
-        decay = "NONE"
-    frame_of_reference = None if mu is None else (mu.frame_of_reference_uid or None)
+    decay, reference = dicom_decay_correction(acq, cal)
+    frame_of_reference = (mu.frame_of_reference_uid if mu is not None else "") or volume.frame_of_reference_uid
     paths = write_volume_series(volume, directory, modality="NM", reference=acq.metadata.get("dicom_header"),
-                                frame_of_reference_uid=frame_of_reference, decay_correction=decay,
-                                series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s)
+                                frame_of_reference_uid=frame_of_reference or None, decay_correction=decay,
+                                series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s,
+                                decay_reference_time=reference)
     logger.info("wrote %d DICOM slices to %s", len(paths), directory)

@@ -54,14 +54,16 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from recon.data.grid import Volume
+from recon.data.radionuclides import get_radionuclide
 from recon.data.series_header import MIDNIGHT_TOLERANCE_S, SeriesHeader
+from recon.data.study import DoseInfo, PatientInfo
 from recon.quant.body_size import SUV_KINDS, SUVError, body_normaliser, canonical_kind
 from recon.quant.decay import acquisition_decay_factor, decay_constant
 from recon.quant.suv_times import injection_datetime_for, need_half_life, reference_datetime
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUVError", "SUV_KINDS", "SUVConversion", "suv_factors", "suv_volume"]
+__all__ = ["SUVError", "SUV_KINDS", "SUVConversion", "study_header", "suv_factors", "suv_volume"]
 
 # DICOM SUVType (0054,1006) defined terms -> our kinds
 _SUVTYPE_TO_KIND: dict[str, str] = {
@@ -296,3 +298,34 @@ def suv_volume(
     out = Volume(scaled.astype(np.float32), volume.grid, f"SUV{conv.kind} ({conv.unit})", meta,
                  volume.frame_of_reference_uid)
     return out, conv
+
+
+def study_header(patient: PatientInfo, dose: DoseInfo, decay_reference_time: datetime | None, *,
+                 units: str = "BQML", manufacturer: str = "") -> SeriesHeader:
+    """The series header of a volume we reconstructed, from the study's typed metadata.
+
+    The values are in ``units`` (Bq/mL) decay-corrected to ``decay_reference_time``
+    (DecayCorrection START with that DecayCorrectionDateTime); without a
+    reference time they are not decay-corrected (DecayCorrection NONE is then not
+    computable and :func:`suv_factors` says so). With :func:`suv_volume` this gives
+    the SUV of any calibrated Volume with patient, dose and time data, with no
+    DICOM round trip.
+    """
+    sources = {"dose": "DoseInfo.injected_activity_bq", "injection": "DoseInfo.injection_time",
+               "half_life": "DoseInfo.half_life_s (else the radionuclide table)"}
+    half_life = dose.half_life_s
+    if half_life is None and dose.radionuclide:
+        try:
+            half_life = get_radionuclide(dose.radionuclide).half_life_s
+        except (KeyError, ValueError):
+            half_life = None
+    return SeriesHeader(
+        units=units, decay_correction="START" if decay_reference_time is not None else None, suv_type=None,
+        manufacturer=manufacturer or None, weight_kg=patient.weight_kg, height_m=patient.height_m, sex=patient.sex,
+        dose_bq=dose.injected_activity_bq, injection_datetime=dose.injection_time, injection_time_only=None,
+        half_life_s=half_life, series_datetime=None, series_date=None,
+        decay_correction_datetime=decay_reference_time, ge_scan_datetime=None, corrected_image=(),
+        dose_calibration_factor=None, voxel_volume_ml=None, acquisition_datetimes=(None,), frame_durations_s=(None,),
+        frame_reference_times_s=(None,), philips_suv_factors=(None,), philips_activity_factors=(None,),
+        sources=sources,
+    )

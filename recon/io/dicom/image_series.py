@@ -82,6 +82,7 @@ def write_volume_series(
     decay_correction: str = "NONE",
     corrected_image: tuple[str, ...] = ("ATTN", "SCAT", "DECY"),
     frame_duration_s: float | None = None,
+    decay_reference_time: _dt.datetime | None = None,
 ) -> list[Path]:
     """Write ``volume`` as a DICOM image series (one file per slice) in ``directory``; returns the paths.
 
@@ -91,7 +92,9 @@ def write_volume_series(
     The RadiopharmaceuticalInformationSequence is ``radiopharmaceutical``, else
     the reference's. FrameOfReferenceUID: ``frame_of_reference_uid`` (the
     CT's), else the volume's, else the reference's, else new. ``unit``
-    defaults from the volume (Bq/mL -> BQML).
+    defaults from the volume (Bq/mL -> BQML). ``decay_reference_time`` (with
+    DecayCorrection START) is the time the values are decay-corrected to: it is
+    written as SeriesDate/SeriesTime, where SUV readers (QIBA) look for it.
     """
     modality = modality.upper()
     if modality not in _SOP_CLASS:
@@ -122,6 +125,9 @@ def write_volume_series(
         for kw in ("AcquisitionDate", "AcquisitionTime", "SeriesDate", "SeriesTime", "PatientPosition"):
             if kw in reference and reference[kw].value not in (None, ""):
                 setattr(base, kw, copy.deepcopy(reference[kw].value))
+    if decay_reference_time is not None:
+        base.SeriesDate = decay_reference_time.strftime("%Y%m%d")
+        base.SeriesTime = decay_reference_time.strftime("%H%M%S.%f")
     base.Modality = modality
     base.SeriesInstanceUID = generate_uid()
     base.SeriesNumber = int(series_number)
