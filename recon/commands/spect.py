@@ -20,15 +20,13 @@ from recon.commands import common_options
 from recon.backend import DEVICES
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
-from recon.io.hdf5 import read_mu_map, read_projections, write_volume
+from recon.io.hdf5 import is_hdf5, read_mu_map, read_projections, write_volume
 from recon.quant.calibration import Calibration, calibrate
 from recon.quant.suv import study_header, suv_volume
 from recon.spect.calibration import decay_reference_time, spect_calibration
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 
 logger = logging.getLogger(__name__)
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def add_recon_options(p: argparse.ArgumentParser) -> None:
@@ -75,9 +73,7 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
     """Projections and mu-map from our HDF5 or from DICOM NM (+ CT)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == _HDF5_SIGNATURE:
+    if is_hdf5(path):
         if ct_dir is not None:
             raise ValueError("--ct applies to DICOM input; the HDF5 file carries its own mu-map")
         acq = read_projections(path)

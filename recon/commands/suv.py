@@ -1,6 +1,7 @@
-"""``recon suv SERIES_DIR|NM_FILE [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a quantitative PET or SPECT (NM, Units BQML) image series.
+"""``recon suv SERIES_DIR|NM_FILE|SUV.h5 [--mask MASK] [--lesions] [--json OUT.json]``: SUV statistics of a quantitative PET or SPECT (NM, Units BQML) image series.
 
-Reads the DICOM series, converts it to SUV (body weight by default) following
+Reads the DICOM series (or one multi-frame NM reconstruction, or the SUV map
+that ``recon spect`` writes as ``NAME_suvbw.h5``), converts it to SUV (body weight by default) following
 the DICOM conventions in :mod:`recon.quant.suv`, prints statistics inside the
 mask (a NIfTI-1 .nii/.nii.gz or a NumPy .npy (z, y, x) array; the whole image
 without one) and, with ``--lesions``, a per-lesion table with positions in
@@ -36,10 +37,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         parents=[common_options()],
     )
-    p.add_argument("series", metavar="SERIES_DIR", help="directory with the DICOM image series (one slice per file)")
+    p.add_argument("series", metavar="SERIES_DIR",
+                   help="DICOM image series directory (one slice per file), one multi-frame NM reconstruction file, "
+                        "or a recon SUV volume (.h5)")
     p.add_argument("--mask", metavar="MASK", help="VOI mask: NIfTI-1 .nii/.nii.gz (mapped by its affine) or .npy (z, y, x)")
     p.add_argument("--lesions", action="store_true", help="segment lesions and print a per-lesion table")
-    p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
+    p.add_argument("--json", metavar="OUT.json", help="write the report as JSON (never over an existing file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing JSON report")
     p.add_argument("--suv-type", default="bw", choices=SUV_KINDS, help="SUV normalisation (default: bw)")
     p.add_argument("--reference-time", default="qiba", choices=("qiba", "backcompute", "series"),
                    help="how to find the decay-correction reference time for DecayCorrection START (default: qiba)")
@@ -96,25 +100,61 @@ def _read_series(path: Path) -> Any:
     return read_image_series(path, modalities=("PT", "NM"))
 
 
+def _is_hdf5(path: Path) -> bool:
+    from recon.io.hdf5 import is_hdf5  # noqa: PLC0415
+
+    return path.is_file() and is_hdf5(path)
+
+
+def load_suv_volume(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The SUV volume at ``path`` with its conversion record and a description of the source.
+
+    DICOM input is converted with :func:`recon.quant.suv.suv_volume` (overrides from ``args``); a recon
+    HDF5 volume must already be in SUV units (``recon spect`` writes ``NAME_suvbw.h5``).
+    """
+    from recon.quant.suv import suv_volume  # noqa: PLC0415
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if _is_hdf5(path):
+        from recon.io.hdf5 import read_volume  # noqa: PLC0415
+
+        vol = read_volume(path)
+        if not vol.unit.startswith("SUV"):
+            raise ValueError(f"{path} holds a volume in {vol.unit!r}, not SUV: recon spect writes NAME_suvbw.h5 "
+                             "when the input gives weight, dose and injection time")
+        kind = vol.unit.split(" ")[0][3:] or "bw"
+        unit = vol.unit.split("(")[-1].rstrip(")") if "(" in vol.unit else ""
+        details = dict(vol.metadata.get("suv", {}))
+        info = {"series_description": path.name, "modality": "recon HDF5", "manufacturer": "recon",
+                "frame_of_reference_uid": vol.frame_of_reference_uid}
+        return vol, {"kind": kind, "unit": unit, **details}, info
+    series = _read_series(path)
+    overrides: dict[str, Any] = {"reference_time": getattr(args, "reference_time", "qiba")}
+    for key in ("weight_kg", "height_m", "sex", "half_life_s"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    if getattr(args, "dose_mbq", None) is not None:
+        overrides["dose_bq"] = args.dose_mbq * 1e6
+    suv_vol, conv = suv_volume(series.volume, series.header, getattr(args, "suv_type", "bw"),
+                               slice_axis=series.slice_axis, slice_order=series.slice_order, **overrides)
+    return suv_vol, {"kind": conv.kind, "unit": conv.unit, **conv.details}, series.info
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``recon suv``; returns the process exit status (0 success, 2 bad input)."""
     from recon.io.dicom import DicomFormatError  # noqa: PLC0415
     from recon.io.hdf5 import json_default  # noqa: PLC0415
     from recon.io.nifti import NiftiError  # noqa: PLC0415
-    from recon.quant.suv import SUVError, suv_volume  # noqa: PLC0415
+    from recon.quant.suv import SUVError  # noqa: PLC0415
     from recon.quant.voi import CUTOFF_DISCLAIMER, lesion_table, segment_lesions, voi_statistics  # noqa: PLC0415
 
+    json_out = getattr(args, "json", None)
+    if json_out and Path(json_out).exists() and not args.overwrite:
+        print(f"recon suv: error: {json_out} exists; refusing to overwrite (pass --overwrite)", file=sys.stderr)
+        return 2
     try:
-        series = _read_series(Path(args.series))
-        overrides: dict[str, Any] = {"reference_time": getattr(args, "reference_time", "qiba")}
-        for key, attr in (("weight_kg", "weight_kg"), ("height_m", "height_m"), ("sex", "sex"),
-                          ("half_life_s", "half_life_s")):
-            if getattr(args, attr, None) is not None:
-                overrides[key] = getattr(args, attr)
-        if getattr(args, "dose_mbq", None) is not None:
-            overrides["dose_bq"] = args.dose_mbq * 1e6
-        suv_vol, conv = suv_volume(series.volume, series.header, getattr(args, "suv_type", "bw"),
-                                   slice_axis=series.slice_axis, slice_order=series.slice_order, **overrides)
+        suv_vol, conversion, info = load_suv_volume(Path(args.series), args)
         mask = _load_mask(args.mask, suv_vol.grid) if getattr(args, "mask", None) else np.ones(suv_vol.grid.shape, bool)
         if not mask.any():
             raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")
@@ -124,20 +164,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     report: dict[str, Any] = {
-        "series": series.info,
+        "series": info,
         "grid": {"shape_zyx": list(suv_vol.grid.shape), "spacing_mm_zyx": list(suv_vol.grid.spacing_mm),
                  "origin_mm_xyz": list(suv_vol.grid.origin_mm)},
-        "suv": {"kind": conv.kind, "unit": conv.unit, **conv.details},
+        "suv": conversion,
         "voi": {"mask": getattr(args, "mask", None) or "whole image", **stats.to_dict()},
     }
-    info = series.info
     print(f"Series {info['series_description']!r} ({info['modality']}, {info['manufacturer']}), "
           f"{suv_vol.grid.shape[0]}x{suv_vol.grid.shape[1]}x{suv_vol.grid.shape[2]} voxels")
-    d = conv.details
+    d = conversion
     dose = f"{d['dose_bq'] / 1e6:.2f} MBq" if d.get("dose_bq") else "not used"
     ref = f", reference {d['reference_datetime']} ({d.get('reference_source')})" if "reference_datetime" in d else ""
-    print(f"SUV{conv.kind} [{conv.unit}] from Units {d.get('units')}, DecayCorrection {d.get('decay_correction')}; "
-          f"weight {d.get('weight_kg')} kg, dose {dose}{ref}")
+    if d.get("units") is None:
+        print(f"SUV{conversion['kind']} [{conversion['unit']}] as stored in {args.series}")
+    else:
+        print(f"SUV{conversion['kind']} [{conversion['unit']}] from Units {d.get('units')}, DecayCorrection "
+              f"{d.get('decay_correction')}; weight {d.get('weight_kg')} kg, dose {dose}{ref}")
     for note in d.get("notes", []):
         print(f"  note: {note}")
     print(_fmt_stats(report["voi"]["mask"], stats))
@@ -161,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"({CUTOFF_DISCLAIMER})")
 
     if getattr(args, "json", None):
-        Path(args.json).write_text(json.dumps(report, indent=2, default=json_default))
+        from recon.io.atomic import write_text_atomic  # noqa: PLC0415
+
+        write_text_atomic(args.json, json.dumps(report, indent=2, default=json_default), args.overwrite)
         print(f"report written to {args.json}")
     return 0
 

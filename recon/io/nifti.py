@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
 from recon.data.grid import ImageGrid, Volume
+from recon.io.atomic import atomic_output, check_writable_target
 from recon.physics.resample import resample
 
 __all__ = ["NiftiError", "NiftiImage", "read_mask_on_grid", "read_nifti", "resample_to_grid", "write_nifti"]
@@ -143,10 +143,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], overwrite: bool = 
     """
     p = Path(path)
     _check_suffix(p)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True / --overwrite)")
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"output directory {p.parent} does not exist")
+    check_writable_target(p, overwrite)
     host = volume.to_host()
     affine = nifti_affine_ras(host.grid)
     img = nib.Nifti1Image(np.transpose(host.data, (2, 1, 0)).astype(np.float32), affine)
@@ -155,14 +152,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], overwrite: bool = 
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = f"recon unit={host.unit}"[:79].encode("ascii", "replace")
     suffix = ".nii.gz" if p.name.endswith(".nii.gz") else ".nii"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".partial" + suffix, dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(p, overwrite, suffix) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     logger.info("wrote %s (%s, %d x %d x %d voxels)", p, host.unit, *host.grid.shape)
     return p

@@ -4,7 +4,7 @@ Kinds: ``recon-volume`` (:mod:`.volume`), ``recon-spect-projections``
 (:mod:`.spect_projections`); ``recon-pet-sinogram`` and ``recon-pet-listmode``
 are reserved (documented, not implemented).
 """
-from recon.io.hdf5.container import FileFormatError, json_default
+from recon.io.hdf5.container import FileFormatError, is_hdf5, json_default
 from recon.io.hdf5.spect_projections import (
     FORMAT_PROJECTIONS,
     PROJECTIONS_VERSION,
@@ -24,6 +24,7 @@ __all__ = [
     "PROJECTIONS_VERSION",
     "VOLUME_VERSION",
     "FileFormatError",
+    "is_hdf5",
     "json_default",
     "read_mu_map",
     "read_projections",

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -22,6 +21,7 @@ import h5py
 import numpy as np
 
 from recon.data.grid import ImageGrid
+from recon.io.atomic import atomic_output
 
 __all__ = [
     "FileFormatError",
@@ -51,8 +51,9 @@ class FileFormatError(ValueError):
 
 # ------------------------------------------------------------------------------------------- files
 
-def _has_hdf5_signature(p: Path) -> bool:
-    """HDF5's 8-byte signature at offset 0, 512, 1024, 2048, ... (a user block may precede it)."""
+def is_hdf5(path: str | os.PathLike[str]) -> bool:
+    """True when the file starts with HDF5's signature. HDF5's 8-byte signature at offset 0, 512, 1024, 2048, ... (a user block may precede it)."""
+    p = Path(path)
     size = p.stat().st_size
     with open(p, "rb") as f:
         offset = 0
@@ -73,24 +74,11 @@ def create(path: str | os.PathLike[str], kind: str, version: int, write: Callabl
     unless ``overwrite``.
     """
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True / --overwrite)")
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"output directory {p.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(p, overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = kind
             f.attrs["format_version"] = np.int64(version)
             write(f)
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} appeared while writing; refusing to overwrite")
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     logger.debug("wrote %s (%s v%d)", p, kind, version)
     return p
 
@@ -108,7 +96,7 @@ def open_checked(path: str | os.PathLike[str], kind: str, max_version: int) -> t
         raise FileFormatError(f"{p} is a directory, not an HDF5 file")
     if p.stat().st_size == 0:
         raise FileFormatError(f"{p} is not an HDF5 file (it is empty)")
-    if not _has_hdf5_signature(p):
+    if not is_hdf5(p):
         raise FileFormatError(f"{p} is not an HDF5 file (no HDF5 signature)")
     try:
         f = h5py.File(p, "r")
