@@ -97,3 +97,10 @@ def test_checker_sees_a_violation(tmp_path: Path) -> None:
     names = imports_of(probe, tmp_path)
     assert {"recon.spect", "recon.spect.system_model", "cupy"} <= names
     assert _violations([probe], MODALITIES, tmp_path) != []
+
+
+def test_no_module_is_overgrown() -> None:
+    """Small modules with one job: none in recon/ or kernels/ above 500 lines."""
+    long = {str(f.relative_to(ROOT)): n for f in _sources("recon", "kernels")
+            if (n := len(f.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}

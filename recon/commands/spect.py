@@ -91,7 +91,13 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
         from recon.physics.attenuation import ct_to_mu_map  # noqa: PLC0415
         from recon.io.dicom import read_ct_series  # noqa: PLC0415
 
-        mu = ct_to_mu_map(read_ct_series(ct_dir), acq.image_grid, acq.photon_energy_kev)
+        ct = read_ct_series(ct_dir)
+        nm_frame = acq.info.frame_of_reference_uid
+        if ct.frame_of_reference_uid and nm_frame and ct.frame_of_reference_uid != nm_frame:
+            logger.warning("the CT (FrameOfReferenceUID %s) and the NM projections (%s) are in different frames of "
+                           "reference: the mu-map is placed by patient coordinates as if they were one; register "
+                           "them first if the patient moved between scans", ct.frame_of_reference_uid, nm_frame)
+        mu = ct_to_mu_map(ct, acq.image_grid, acq.photon_energy_kev)
     return acq, mu
 
 
