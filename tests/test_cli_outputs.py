@@ -82,3 +82,54 @@ def test_response_matches_lesions_and_reports_changes(tmp_path: Path, capsys: py
     assert len(result["new"]) == 1 and len(result["vanished"]) == 1
     assert "1 matched, 1 new, 1 vanished" in capsys.readouterr().out
     assert recon_main(["-q", "response", str(base), str(follow), "--json", str(report)]) == 2
+    assert recon_main(["-q", "response", str(base), str(follow), "--json", str(report), "--overwrite"]) == 0
+
+
+def test_suv_options_cannot_change_an_suv_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suv_map = _suv_map(tmp_path / "s_suvbw.h5", [((18.0, -14.0, 6.0), 9.0)])
+    assert recon_main(["-q", "suv", str(suv_map), "--weight-kg", "90", "--suv-type", "lbm_james"]) == 2
+    assert "--weight-kg, --suv-type cannot change it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["nifti-suffix", "nifti-dir", "output-dir", "dicom-parent"])
+def test_bad_output_paths_are_refused_before_compute(tmp_path: Path, bad: str, monkeypatch) -> None:
+    import recon.commands.spect as spect_command
+
+    def no_compute(*_args, **_kwargs):
+        raise AssertionError("reconstruction started before the outputs were checked")
+
+    monkeypatch.setattr(spect_command, "reconstruct_spect", no_compute)
+    nm = _hand_built_nm(tmp_path / "nm.dcm", attenuate=False)
+    args = {"nifti-suffix": ["-o", str(tmp_path / "r.h5"), "--nifti-out", str(tmp_path / "r.img")],
+            "nifti-dir": ["-o", str(tmp_path / "r.h5"), "--nifti-out", str(tmp_path / "no" / "r.nii")],
+            "output-dir": ["-o", str(tmp_path / "no" / "r.h5")],
+            "dicom-parent": ["-o", str(tmp_path / "r.h5"), "--dicom-out", str(tmp_path / "no" / "series")]}[bad]
+    assert recon_main(["-q", "spect", str(nm), "--no-attenuation", *RECON, *args]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nm.dcm"]
+
+
+def test_dicom_output_of_an_hdf5_study_carries_its_typed_patient_and_dose(tmp_path: Path) -> None:
+    """An HDF5 study without a DICOM header: the NM series still has weight, dose and injection time, so its
+    SUV equals the SUV map written from the typed data."""
+    from dataclasses import replace
+
+    from recon.io.dicom import read_image_series
+    from recon.io.dicom.nm_projections import read_nm
+    from recon.io.hdf5 import write_projections
+    from recon.quant.suv import suv_volume
+
+    acq = read_nm(_hand_built_nm(tmp_path / "nm.dcm", attenuate=False))
+    bare = replace(acq, metadata={})
+    h5 = write_projections(bare, tmp_path / "study.h5")
+    series = tmp_path / "series"
+    assert recon_main(["-q", "spect", str(h5), "-o", str(tmp_path / "r.h5"), "--no-attenuation", *RECON,
+                       "--calibration", "91", "--dicom-out", str(series)]) == 0
+    back = read_image_series(series)
+    assert back.header.weight_kg == pytest.approx(acq.patient.weight_kg)
+    assert back.header.dose_bq == pytest.approx(acq.dose.injected_activity_bq)
+    _, conversion = suv_volume(back.volume, back.header, "bw", slice_axis=back.slice_axis,
+                               slice_order=back.slice_order)
+    direct = read_volume(tmp_path / "r_suvbw.h5")
+    bqml = read_volume(tmp_path / "r.h5")
+    hot = bqml.data > 0.05 * bqml.data.max()
+    np.testing.assert_allclose(conversion.factors, np.median(direct.data[hot] / bqml.data[hot]), rtol=1e-6)

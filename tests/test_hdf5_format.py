@@ -153,7 +153,9 @@ def test_version_1_files_still_read():
     assert str(acq.metadata["dicom_header"].PatientName) == "Phantom^One"
     mu = read_mu_map(DATA / "spect_projections_v1.h5")
     np.testing.assert_allclose(mu.data, 0.015)
-    assert mu.frame_of_reference_uid == "" and mu.grid == acq.geometry.image_grid()
+    # version 1 placed the study by the projections; its mu-map follows them onto the placed grid
+    assert mu.frame_of_reference_uid == "" and mu.grid.same_as(acq.image_grid)
+    assert acq.image_grid.center_mm == pytest.approx((1.5, -20.0, 35.0))
     vol = read_volume(DATA / "volume_v1.h5")
     np.testing.assert_array_equal(vol.data, np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     assert vol.grid == ImageGrid((2, 3, 4), (2.0, 3.0, 4.0), (-10.0, 20.5, 7.0))

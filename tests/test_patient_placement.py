@@ -127,15 +127,16 @@ def _hand_built_nm(path: Path, attenuate: bool) -> Path:
     return path
 
 
-def _water_ct(directory: Path) -> None:
-    """A water cylinder of radius BODY_RADIUS_MM around the rotation axis, 200 mm long, in the NM's frame."""
+def _water_ct(directory: Path, frame_of_reference: str = FRAME_OF_REFERENCE) -> None:
+    """A water cylinder of radius BODY_RADIUS_MM around the rotation axis, 200 mm long (in the NM's frame
+    unless another is given)."""
     nz, ny, nx, step = 51, 72, 72, 4.0
     corner = CENTRE - np.array([(nx - 1) / 2 * step, (ny - 1) / 2 * step, (nz - 1) / 2 * step])
     x = corner[0] + step * np.arange(nx) - CENTRE[0]
     y = corner[1] + step * np.arange(ny) - CENTRE[1]
     inside = np.hypot(x[None, :], y[:, None]) <= BODY_RADIUS_MM
     hu = np.where(inside, 0, -1000)[None].repeat(nz, axis=0).astype(np.int32)
-    _write_ct(directory, hu, (step, step, step), tuple(corner), frame_of_reference=FRAME_OF_REFERENCE)
+    _write_ct(directory, hu, (step, step, step), tuple(corner), frame_of_reference=frame_of_reference)
 
 
 def _source_position(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -187,14 +188,19 @@ def test_point_source_lands_at_its_patient_position_with_ct(tmp_path: Path) -> N
     assert float(np.abs(mu.data[r > BODY_RADIUS_MM + 8]).max()) < 0.05 * water
 
 
-def test_suv_from_the_input_equals_the_dicom_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reference", [None, INJECTION, SCAN_START + timedelta(hours=1)],
+                         ids=["scan-start", "injection", "after-scan"])
+def test_suv_from_the_input_equals_the_dicom_round_trip(tmp_path: Path, reference: datetime | None) -> None:
+    """Whatever time the values are decay-corrected to, the SUV factor computed from the input and the one
+    read back from our DICOM series agree to 1e-6, and equal the closed form."""
     from recon.io.dicom import read_image_series
     from recon.quant.suv import suv_volume
 
     nm = _hand_built_nm(tmp_path / "nm.dcm", attenuate=False)
     out, series = tmp_path / "r.h5", tmp_path / "series"
+    extra = [] if reference is None else ["--reference-time", reference.isoformat()]
     assert recon_main(["-q", "spect", str(nm), "-o", str(out), "--no-attenuation", *RECON, "--calibration", "91",
-                       "--dicom-out", str(series)]) == 0
+                       "--dicom-out", str(series), *extra]) == 0
     bqml = read_volume(out)
     direct = read_volume(tmp_path / "r_suvbw.h5")
     assert direct.unit == "SUVbw (g/mL)"
@@ -204,10 +210,39 @@ def test_suv_from_the_input_equals_the_dicom_round_trip(tmp_path: Path) -> None:
     suv_rt, conversion = suv_volume(read_back.volume, read_back.header, "bw", slice_axis=read_back.slice_axis,
                                     slice_order=read_back.slice_order)
     np.testing.assert_allclose(conversion.factors, factor_direct, rtol=1e-6)
-    # by hand: SUV = C / (dose decayed to the scan start / weight in g)
+    # by hand: SUV = C(t_ref) / (dose decayed from the injection to t_ref / weight in g)
     half_life = 6.0067 * 3600.0
-    expected = WEIGHT_KG * 1000.0 / (DOSE_BQ * 0.5 ** ((SCAN_START - INJECTION).total_seconds() / half_life))
+    t_ref = SCAN_START if reference is None else reference
+    expected = WEIGHT_KG * 1000.0 / (DOSE_BQ * 0.5 ** ((t_ref - INJECTION).total_seconds() / half_life))
     assert factor_direct == pytest.approx(expected, rel=1e-3)
     # the maps agree within the DICOM stored precision (int16 per slice)
     step = np.abs(suv_rt.data).max(axis=(1, 2), keepdims=True) / 32767.0
     assert np.all(np.abs(suv_rt.data - direct.data) <= step + 1e-6)
+
+
+def test_injection_after_the_scan_is_refused_before_compute(tmp_path: Path, caplog) -> None:
+    nm = _hand_built_nm(tmp_path / "nm.dcm", attenuate=False)
+    from pydicom import dcmread
+
+    ds = dcmread(nm)
+    late = SCAN_START + timedelta(minutes=50)
+    ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = late.strftime("%Y%m%d%H%M%S")
+    ds.save_as(nm)
+    out = tmp_path / "r.h5"
+    assert recon_main(["-q", "spect", str(nm), "-o", str(out), "--no-attenuation", *RECON,
+                       "--calibration", "91"]) == 2
+    assert "after the decay reference time" in caplog.text
+    assert list(tmp_path.iterdir()) == [nm]
+
+
+def test_dicom_output_keeps_the_volume_frame_when_the_ct_has_another(tmp_path: Path, caplog) -> None:
+    import pydicom
+
+    nm = _hand_built_nm(tmp_path / "nm.dcm", attenuate=True)
+    _water_ct(tmp_path / "ct", frame_of_reference=generate_uid())
+    series = tmp_path / "series"
+    assert recon_main(["-q", "spect", str(nm), "-o", str(tmp_path / "r.h5"), "--ct", str(tmp_path / "ct"), *RECON,
+                       "--dicom-out", str(series)]) == 0
+    assert "different frames of reference" in caplog.text
+    frames = {str(pydicom.dcmread(p, stop_before_pixels=True).FrameOfReferenceUID) for p in series.glob("*.dcm")}
+    assert frames == {FRAME_OF_REFERENCE} == {read_volume(tmp_path / "r.h5").frame_of_reference_uid}

@@ -82,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         from recon.io.atomic import write_text_atomic  # noqa: PLC0415
 
-        write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2, default=json_default))
+        write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2, default=json_default), args.overwrite)
     return 0

@@ -20,10 +20,12 @@ from recon.commands import common_options
 from recon.backend import DEVICES
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
+from recon.io.atomic import check_writable_target
 from recon.io.hdf5 import is_hdf5, read_mu_map, read_projections, write_volume
+from recon.io.nifti import check_nifti_suffix, write_nifti
 from recon.quant.calibration import Calibration, calibrate
-from recon.quant.suv import study_header, suv_volume
-from recon.spect.calibration import decay_reference_time, spect_calibration
+from recon.quant.suv import suv_factors, suv_volume
+from recon.spect.calibration import decay_reference_time, spect_calibration, suv_header
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 
 logger = logging.getLogger(__name__)
@@ -108,21 +110,20 @@ def suv_output_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_suvbw{output.suffix or '.h5'}")
 
 
-def can_compute_suv(acq: SPECTAcquisition) -> bool:
-    """True when the input gives what SUVbw needs: weight, injected activity and injection time."""
-    return (acq.patient.weight_kg is not None and acq.dose.injected_activity_bq is not None
-            and acq.dose.injection_time is not None)
-
-
 def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
-    """Refuse, before any compute, outputs that would overwrite the input or an existing file."""
+    """Refuse, before any compute, outputs that would overwrite the input or an existing file, or whose
+    directory does not exist."""
     for path in paths:
         if path.resolve() == args.input.resolve():
             raise ValueError(f"output path {path} equals the input path; refusing to overwrite the input")
-        if path.exists() and not args.overwrite:
-            raise FileExistsError(f"{path} exists; refusing to overwrite (pass --overwrite)")
-    if args.dicom_out is not None and args.dicom_out.exists() and any(args.dicom_out.iterdir()):
-        raise FileExistsError(f"{args.dicom_out} is not empty; refusing to write a DICOM series into it")
+        check_writable_target(path, args.overwrite)
+    if args.nifti_out is not None:
+        check_nifti_suffix(args.nifti_out)
+    if args.dicom_out is not None:
+        if args.dicom_out.exists() and (not args.dicom_out.is_dir() or any(args.dicom_out.iterdir())):
+            raise FileExistsError(f"{args.dicom_out} is not an empty directory; refusing to write a DICOM series into it")
+        if not args.dicom_out.parent.is_dir():
+            raise FileNotFoundError(f"the parent directory of --dicom-out {args.dicom_out} does not exist")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,33 +136,29 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
                          "or pass --no-attenuation")
     cal = None if args.calibration is None else spect_calibration(acq, args.calibration, args.reference_time)
-    want_suv = cal is not None and not args.no_suv and can_compute_suv(acq)
-    if want_suv:
-        _check_outputs(args, [suv_output_path(args.output)])
+    header = None
+    if cal is not None and not args.no_suv:
+        header, why_not = suv_header(acq, cal)
+        if header is None:
+            logger.info("no SUV map: %s", why_not)
+        else:
+            suv_factors(header, "bw")  # inconsistent dose or times are refused here, before any compute
+            _check_outputs(args, [suv_output_path(args.output)])
     volume = reconstruct_spect(acq, mu, opts)
     if cal is not None:
         volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
-    if want_suv:
-        suv = spect_suv_volume(volume, acq, cal)
+    if header is not None:
+        suv, _ = suv_volume(volume, header, "bw")
         write_volume(suv, suv_output_path(args.output), overwrite=args.overwrite)
         logger.info("wrote %s (%s)", suv_output_path(args.output), suv.unit)
     if args.nifti_out is not None:
-        from recon.io.nifti import write_nifti  # noqa: PLC0415
-
         write_nifti(volume, args.nifti_out, overwrite=args.overwrite)
         logger.info("wrote %s", args.nifti_out)
     if args.dicom_out is not None:
-        write_dicom_series(volume, args.dicom_out, acq, mu, cal)
+        write_dicom_series(volume, args.dicom_out, acq, mu, cal, opts)
     return 0
-
-
-def spect_suv_volume(volume: Volume, acq: SPECTAcquisition, cal: Calibration) -> Volume:
-    """SUVbw (g/mL) of a calibrated SPECT volume from the acquisition's patient and dose data."""
-    header = study_header(acq.patient, acq.dose, decay_reference_time(acq, cal))
-    suv, _ = suv_volume(volume, header, "bw")
-    return suv
 
 
 def dicom_decay_correction(acq: SPECTAcquisition, cal: Calibration | None) -> tuple[str, datetime | None]:
@@ -179,15 +176,21 @@ def dicom_decay_correction(acq: SPECTAcquisition, cal: Calibration | None) -> tu
 
 
 def write_dicom_series(volume: Volume, directory: Path, acq: SPECTAcquisition, mu: Volume | None,
-                       cal: Calibration | None) -> None:
-    """The reconstruction as an NM image series: patient/study from the NM input, the volume's frame of
-    reference (the CT's when a CT gave the mu-map)."""
+                       cal: Calibration | None, opts: SPECTReconOptions) -> None:
+    """The reconstruction as an NM image series: patient, study and dose from the typed metadata (and the
+    NM input's header where it has more), in the volume's frame of reference."""
     from recon.io.dicom import write_volume_series  # noqa: PLC0415
+    from recon.io.dicom.write_common import radiopharmaceutical_sequence  # noqa: PLC0415
 
     decay, reference = dicom_decay_correction(acq, cal)
-    frame_of_reference = (mu.frame_of_reference_uid if mu is not None else "") or volume.frame_of_reference_uid
-    paths = write_volume_series(volume, directory, modality="NM", reference=acq.metadata.get("dicom_header"),
-                                frame_of_reference_uid=frame_of_reference or None, decay_correction=decay,
-                                series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s,
-                                decay_reference_time=reference)
+    header = acq.metadata.get("dicom_header")
+    corrected = tuple(flag for flag, on in (("ATTN", opts.attenuation), ("SCAT", opts.scatter != "none"),
+                                            ("DECY", decay != "NONE")) if on)
+    frame_of_reference = volume.frame_of_reference_uid or (mu.frame_of_reference_uid if mu is not None else "")
+    paths = write_volume_series(
+        volume, directory, modality="NM", reference=header,
+        radiopharmaceutical=radiopharmaceutical_sequence(acq.radionuclide, acq.dose, header),
+        frame_of_reference_uid=frame_of_reference or None, decay_correction=decay, corrected_image=corrected,
+        series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s,
+        decay_reference_time=reference, patient=acq.patient, study_instance_uid=acq.info.study_instance_uid)
     logger.info("wrote %d DICOM slices to %s", len(paths), directory)

@@ -119,6 +119,13 @@ def load_suv_volume(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str
     if _is_hdf5(path):
         from recon.io.hdf5 import read_volume  # noqa: PLC0415
 
+        given = [f"--{key.replace('_', '-')}" for key in ("weight_kg", "height_m", "sex", "half_life_s", "dose_mbq")
+                 if getattr(args, key, None) is not None]
+        if getattr(args, "suv_type", "bw") != "bw":
+            given.append("--suv-type")
+        if given:
+            raise ValueError(f"{path} is an SUV map already: {', '.join(given)} cannot change it; "
+                             "convert from the DICOM series or rerun recon spect instead")
         vol = read_volume(path)
         if not vol.unit.startswith("SUV"):
             raise ValueError(f"{path} holds a volume in {vol.unit!r}, not SUV: recon spect writes NAME_suvbw.h5 "

@@ -16,12 +16,25 @@ volume mL. ``units`` is DICOM Units (0054,1001) (e.g. ``"BQML"``),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
-__all__ = ["MIDNIGHT_TOLERANCE_S", "SeriesHeader"]
+__all__ = ["CLOCK_TOLERANCE_S", "MIDNIGHT_TOLERANCE_S", "SeriesHeader", "place_time_only"]
 
 MIDNIGHT_TOLERANCE_S = 3600.0
 """A time-only injection (or acquisition) more than this after the scan (s) is taken as the previous day."""
+
+CLOCK_TOLERANCE_S = 60.0
+"""An injection with a full date-time may follow the decay reference by at most this much (s): clocks differ."""
+
+
+def place_time_only(day: date, clock: time, reference: datetime | None) -> tuple[datetime, bool]:
+    """A time-only value (e.g. RadiopharmaceuticalStartTime) on ``day``; when that lands more than
+    :data:`MIDNIGHT_TOLERANCE_S` after ``reference`` (the scan), the previous day (midnight crossing).
+    Returns the datetime and whether it was moved."""
+    placed = datetime.combine(day, clock)
+    if reference is not None and (placed - reference).total_seconds() > MIDNIGHT_TOLERANCE_S:
+        return placed - timedelta(days=1), True
+    return placed, False
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from recon.data.grid import ImageGrid, Volume
 from recon.io.atomic import atomic_output, check_writable_target
 from recon.physics.resample import resample
 
-__all__ = ["NiftiError", "NiftiImage", "read_mask_on_grid", "read_nifti", "resample_to_grid", "write_nifti"]
+__all__ = ["NiftiError", "NiftiImage", "check_nifti_suffix", "read_mask_on_grid", "read_nifti", "resample_to_grid", "write_nifti"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class NiftiImage:
         return np.ascontiguousarray(np.transpose(self.data, (2, 1, 0)))
 
 
-def _check_suffix(path: Path) -> None:
+def check_nifti_suffix(path: Path) -> None:
+    """Raise NiftiError unless the name ends with .nii or .nii.gz."""
     if not path.name.endswith(_SUFFIXES):
         raise NiftiError(f"{path}: a NIfTI file name ends with .nii or .nii.gz")
 
@@ -71,7 +72,7 @@ def read_nifti(path: str | os.PathLike[str]) -> NiftiImage:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")
-    _check_suffix(p)
+    check_nifti_suffix(p)
     try:
         img = nib.load(str(p))
     except (ImageFileError, OSError, EOFError, ValueError) as exc:
@@ -142,7 +143,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], overwrite: bool = 
     leaves nothing; an existing file is refused unless ``overwrite``.
     """
     p = Path(path)
-    _check_suffix(p)
+    check_nifti_suffix(p)
     check_writable_target(p, overwrite)
     host = volume.to_host()
     affine = nifti_affine_ras(host.grid)

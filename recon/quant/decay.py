@@ -25,6 +25,7 @@ from recon.data.radionuclides import Radionuclide, get_radionuclide
 
 __all__ = [
     "HalfLife",
+    "half_life_seconds",
     "decay_constant",
     "decay_factor",
     "decay_correction_factor",
@@ -38,7 +39,8 @@ __all__ = [
 HalfLife = Union[float, Radionuclide, str]
 
 
-def _half_life_s(half_life: HalfLife) -> float:
+def half_life_seconds(half_life: HalfLife) -> float:
+    """A half-life given as seconds, a Radionuclide or a radionuclide name, in s."""
     if isinstance(half_life, Radionuclide):
         return half_life.half_life_s
     if isinstance(half_life, str):
@@ -51,7 +53,7 @@ def _half_life_s(half_life: HalfLife) -> float:
 
 def decay_constant(half_life: HalfLife) -> float:
     """lambda = ln 2 / T1/2 in 1/s."""
-    return math.log(2.0) / _half_life_s(half_life)
+    return math.log(2.0) / half_life_seconds(half_life)
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

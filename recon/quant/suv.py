@@ -29,8 +29,8 @@ profile, and the SUV manual of Vacha et al. shipped with the reference DROs):
   t_acq + T_ave - FrameReferenceTime with T_ave the average-count-rate time;
   else the earliest acquisition time. ``"backcompute"`` uses the back-computed
   time only (the manual's option B); ``"series"`` uses SeriesDate/Time only.
-* Injection time: RadiopharmaceuticalStartDateTime (0018,1078); else
-* Injection time: RadiopharmaceuticalStartDateTime (0018,1078); else
+* Injection time: RadiopharmaceuticalStartDateTime (0018,1078) (refused when
+  more than a minute after the decay reference); else
   RadiopharmaceuticalStartTime (0018,1072) on SeriesDate (then an injection
   later than the scan by more than an hour is taken as the previous day:
   midnight crossing) (:mod:`recon.quant.suv_times`).
@@ -55,7 +55,7 @@ import numpy as np
 
 from recon.data.grid import Volume
 from recon.data.radionuclides import get_radionuclide
-from recon.data.series_header import MIDNIGHT_TOLERANCE_S, SeriesHeader
+from recon.data.series_header import CLOCK_TOLERANCE_S, MIDNIGHT_TOLERANCE_S, SeriesHeader
 from recon.data.study import DoseInfo, PatientInfo
 from recon.quant.body_size import SUV_KINDS, SUVError, body_normaliser, canonical_kind
 from recon.quant.decay import acquisition_decay_factor, decay_constant
@@ -215,7 +215,8 @@ def suv_factors(
         ref = reference_datetime(h, reference_time, t_half, details)
         inj = injection_datetime_for(h, ref, details)
         dt = (ref - inj).total_seconds()
-        if dt < -MIDNIGHT_TOLERANCE_S:
+        tolerance = CLOCK_TOLERANCE_S if h.injection_datetime is not None else MIDNIGHT_TOLERANCE_S
+        if dt < -tolerance:
             raise SUVError(f"injection ({inj}) is {-dt:.0f} s after the decay reference time ({ref}); "
                            "check RadiopharmaceuticalStartDateTime (0018,1078) and SeriesDate/Time")
         dose_factor = np.full(n, math.exp(-decay_constant(t_half) * dt))
@@ -301,7 +302,7 @@ def suv_volume(
 
 
 def study_header(patient: PatientInfo, dose: DoseInfo, decay_reference_time: datetime | None, *,
-                 units: str = "BQML", manufacturer: str = "") -> SeriesHeader:
+                 half_life_s: float | None = None, units: str = "BQML", manufacturer: str = "") -> SeriesHeader:
     """The series header of a volume we reconstructed, from the study's typed metadata.
 
     The values are in ``units`` (Bq/mL) decay-corrected to ``decay_reference_time``
@@ -309,11 +310,12 @@ def study_header(patient: PatientInfo, dose: DoseInfo, decay_reference_time: dat
     reference time they are not decay-corrected (DecayCorrection NONE is then not
     computable and :func:`suv_factors` says so). With :func:`suv_volume` this gives
     the SUV of any calibrated Volume with patient, dose and time data, with no
-    DICOM round trip.
+    DICOM round trip. ``half_life_s`` (the one the calibration used) wins over
+    the dose record's and the radionuclide table's.
     """
     sources = {"dose": "DoseInfo.injected_activity_bq", "injection": "DoseInfo.injection_time",
                "half_life": "DoseInfo.half_life_s (else the radionuclide table)"}
-    half_life = dose.half_life_s
+    half_life = half_life_s if half_life_s is not None else dose.half_life_s
     if half_life is None and dose.radionuclide:
         try:
             half_life = get_radionuclide(dose.radionuclide).half_life_s

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from recon.data.series_header import MIDNIGHT_TOLERANCE_S, SeriesHeader
+from recon.data.series_header import SeriesHeader, place_time_only
 from recon.quant.body_size import SUVError
 from recon.quant.decay import average_count_rate_time
 
@@ -47,10 +47,9 @@ def injection_datetime_for(h: SeriesHeader, reference: datetime | None, details:
                 "RadiopharmaceuticalStartTime (0018,1072) has no date: SeriesDate (0008,0021) is needed "
                 "(RadiopharmaceuticalStartDateTime (0018,1078) is missing)"
             )
-        inj = datetime.combine(h.series_date, h.injection_time_only)
+        inj, crossed = place_time_only(h.series_date, h.injection_time_only, reference)
         details["injection_source"] = "RadiopharmaceuticalStartTime (0018,1072) on SeriesDate (0008,0021)"
-        if reference is not None and (inj - reference).total_seconds() > MIDNIGHT_TOLERANCE_S:
-            inj -= timedelta(days=1)
+        if crossed:
             details["midnight_crossing"] = True
             logger.info("injection time %s is after the scan: taken as the previous day (midnight crossing)", inj.time())
         return inj

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from recon.data.series_header import SeriesHeader
 from recon.data.spect import SPECTAcquisition
 from recon.quant.calibration import Calibration
-from recon.quant.decay import HalfLife
+from recon.quant.decay import HalfLife, half_life_seconds
+from recon.quant.suv import study_header
 
 _UNKNOWN = ("", "unknown")
 
@@ -56,3 +58,19 @@ def decay_reference_time(acq: SPECTAcquisition, cal: Calibration) -> datetime | 
     if cal.acquisition_duration_s > 0:
         return acq.info.start_time
     return None
+
+
+def suv_header(acq: SPECTAcquisition, cal: Calibration) -> tuple[SeriesHeader | None, str]:
+    """The SUV header of the volume that ``cal`` calibrates, from the acquisition's typed metadata, or
+    ``(None, reason)`` when the input lacks what SUV needs (weight, injected activity and time, the
+    decay reference time). The half-life is the calibration's, so decay is handled once, one way."""
+    missing = [what for what, value in (("patient weight", acq.patient.weight_kg),
+                                        ("injected activity", acq.dose.injected_activity_bq),
+                                        ("injection time", acq.dose.injection_time)) if value is None]
+    reference = decay_reference_time(acq, cal)
+    if reference is None:
+        missing.append("acquisition start time" if cal.half_life is not None else "radionuclide half-life")
+    if missing:
+        return None, "the input does not give the " + ", ".join(missing)
+    half_life = None if cal.half_life is None else half_life_seconds(cal.half_life)
+    return study_header(acq.patient, acq.dose, reference, half_life_s=half_life), ""

@@ -24,6 +24,7 @@ from recon.backend import to_device, to_host
 from recon.data.collimator import Collimator, get_collimator
 from recon.data.grid import Volume
 from recon.data.spect import EnergyWindow, SPECTAcquisition, SPECTGeometry
+from recon.data.study import AcquisitionInfo
 from recon.spect.scatter import dew_k, smooth_projections
 from recon.spect.system_model import SPECTSystemModel
 
@@ -144,4 +145,5 @@ def simulate_spect(
         "total_activity_mbq": total_mbq,
     }
     return SPECTAcquisition(counts, proto.windows, "photopeak", geometry, proto.collimator, proto.frame_duration_s,
-                            proto.photon_energy_kev, "Tc-99m", meta, center_mm=grid.center_mm)
+                            proto.photon_energy_kev, "Tc-99m", meta, center_mm=grid.center_mm,
+                            info=AcquisitionInfo(frame_of_reference_uid=activity.frame_of_reference_uid))

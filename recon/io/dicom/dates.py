@@ -9,7 +9,7 @@ import re
 from datetime import date, datetime, time
 from typing import Any
 
-__all__ = ["combine", "parse_da", "parse_dt", "parse_tm", "date_time_of"]
+__all__ = ["combine", "parse_da", "parse_dt", "parse_tm"]
 
 _TM_RE = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
 _DT_RE = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
@@ -75,10 +75,3 @@ def combine(d: date | None, t: time | None) -> datetime | None:
     if d is None or t is None:
         return None
     return datetime.combine(d, t)
-
-
-def date_time_of(ds: Any, date_keyword: str, time_keyword: str) -> datetime | None:
-    """The datetime of a DA/TM attribute pair of ``ds`` (e.g. AcquisitionDate/AcquisitionTime), or None."""
-    d = ds.get(date_keyword) if ds is not None else None
-    t = ds.get(time_keyword) if ds is not None else None
-    return combine(parse_da(d or None), parse_tm(t or None))

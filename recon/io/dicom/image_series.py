@@ -24,9 +24,16 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from recon.data.grid import Volume
+from recon.data.study import PatientInfo
 from recon.io.dicom.series import read_axial_series
 from recon.io.dicom.values import DicomFormatError, format_ds
-from recon.io.dicom.write_common import NM_IMAGE_STORAGE, PET_IMAGE_STORAGE, fill_patient_study, new_instance
+from recon.io.dicom.write_common import (
+    NM_IMAGE_STORAGE,
+    PET_IMAGE_STORAGE,
+    fill_patient_study,
+    new_instance,
+    write_patient,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,8 @@ def write_volume_series(
     corrected_image: tuple[str, ...] = ("ATTN", "SCAT", "DECY"),
     frame_duration_s: float | None = None,
     decay_reference_time: _dt.datetime | None = None,
+    patient: PatientInfo | None = None,
+    study_instance_uid: str = "",
 ) -> list[Path]:
     """Write ``volume`` as a DICOM image series (one file per slice) in ``directory``; returns the paths.
 
@@ -94,7 +103,9 @@ def write_volume_series(
     CT's), else the volume's, else the reference's, else new. ``unit``
     defaults from the volume (Bq/mL -> BQML). ``decay_reference_time`` (with
     DecayCorrection START) is the time the values are decay-corrected to: it is
-    written as SeriesDate/SeriesTime, where SUV readers (QIBA) look for it.
+    written as DecayCorrectionDateTime (0018,9701) and as SeriesDate/SeriesTime,
+    where SUV readers (QIBA) look for it. ``patient`` (typed) and
+    ``study_instance_uid`` override the reference's values where set.
     """
     modality = modality.upper()
     if modality not in _SOP_CLASS:
@@ -121,6 +132,10 @@ def write_volume_series(
     base = Dataset()
     base.SpecificCharacterSet = "ISO_IR 100"
     fill_patient_study(base, reference, now)
+    if patient is not None:
+        write_patient(base, patient)
+    if study_instance_uid:
+        base.StudyInstanceUID = study_instance_uid
     if reference is not None:
         for kw in ("AcquisitionDate", "AcquisitionTime", "SeriesDate", "SeriesTime", "PatientPosition"):
             if kw in reference and reference[kw].value not in (None, ""):
@@ -128,6 +143,7 @@ def write_volume_series(
     if decay_reference_time is not None:
         base.SeriesDate = decay_reference_time.strftime("%Y%m%d")
         base.SeriesTime = decay_reference_time.strftime("%H%M%S.%f")
+        base.DecayCorrectionDateTime = decay_reference_time.strftime("%Y%m%d%H%M%S.%f")
     base.Modality = modality
     base.SeriesInstanceUID = generate_uid()
     base.SeriesNumber = int(series_number)

@@ -9,19 +9,19 @@ the half-life (RadionuclideHalfLife, else the radionuclide table).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from recon.data.series_header import MIDNIGHT_TOLERANCE_S, SeriesHeader
+from recon.data.series_header import SeriesHeader, place_time_only
 from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
 from recon.io.dicom.dates import combine, parse_da, parse_dt, parse_tm
 from recon.io.dicom.values import get_str, raw
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["acquisition_info", "acquisition_start", "dose_info", "patient_info"]
+__all__ = ["acquisition_info", "acquisition_start", "dose_info", "patient_info", "study_metadata"]
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -76,10 +76,10 @@ def dose_info(ds: Dataset, header: SeriesHeader, radionuclide: str | None, start
     a time-only injection more than an hour after ``start`` is taken as the
     previous day (midnight crossing).
     """
-    injection = header.injection
-    if header.injection_datetime is None and injection is not None and start is not None:
-        if (injection - start).total_seconds() > MIDNIGHT_TOLERANCE_S:
-            injection -= timedelta(days=1)
+    injection = header.injection_datetime
+    if injection is None and header.injection_time_only is not None and header.series_date is not None:
+        injection, crossed = place_time_only(header.series_date, header.injection_time_only, start)
+        if crossed:
             logger.info("injection time %s is after the acquisition start: taken as the previous day",
                         injection.time())
     rp_seq = raw(ds, "RadiopharmaceuticalInformationSequence")
@@ -91,3 +91,13 @@ def dose_info(ds: Dataset, header: SeriesHeader, radionuclide: str | None, start
         radiopharmaceutical=get_str(rp, "Radiopharmaceutical") or "",
         half_life_s=header.half_life_s,
     )
+
+
+def study_metadata(ds: Dataset, source: str | Path = "",
+                   radionuclide: str | None = None) -> tuple[AcquisitionInfo, PatientInfo, DoseInfo]:
+    """The typed study metadata of an NM header (no pixel data needed): where and when, who, what was given."""
+    from recon.io.dicom.series_header import read_series_header  # noqa: PLC0415
+
+    header = read_series_header([ds])
+    info = acquisition_info(ds, source)
+    return info, patient_info(ds, header), dose_info(ds, header, radionuclide, info.start_time)

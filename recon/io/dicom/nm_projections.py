@@ -30,8 +30,7 @@ from recon.io.dicom.nm_collimator import collimator_from_dicom_name
 from recon.io.dicom.nm_energy import choose_photopeak, energy_windows, main_photopeak_kev, radionuclide_from_header
 from recon.io.dicom.nm_geometry import ViewGeometry, view_geometry
 from recon.io.dicom.nm_layout import FrameLayout, frame_layout
-from recon.io.dicom.nm_metadata import acquisition_info, dose_info, patient_info
-from recon.io.dicom.series_header import read_series_header
+from recon.io.dicom.nm_metadata import study_metadata
 from recon.io.dicom.values import DicomFormatError, get_float, require, sequence_item, values_of
 
 logger = logging.getLogger(__name__)
@@ -129,8 +128,7 @@ def read_nm(
     header = copy.deepcopy(ds)
     if "PixelData" in header:
         del header.PixelData
-    quant = read_series_header([header])
-    info = acquisition_info(ds, path)
+    info, patient, dose = study_metadata(header, path, radionuclide)
     if geom.center_mm is None:
         logger.info("%s: no detector position (ImagePositionPatient); grid centred on the patient-space origin",
                     path.name)
@@ -152,6 +150,6 @@ def read_nm(
         n_detectors=layout.n_detectors,
         center_mm=geom.center_mm,
         info=info,
-        patient=patient_info(ds, quant),
-        dose=dose_info(ds, quant, radionuclide, info.start_time),
+        patient=patient,
+        dose=dose,
     )

@@ -19,63 +19,22 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from recon.data.spect import SPECTAcquisition
-from recon.data.study import PatientInfo
 from recon.io.dicom.nm_collimator import VENDORS, vendor_collimator_name
 from recon.io.dicom.nm_geometry import recon_angle_to_dicom_deg
 from recon.io.dicom.nm_layout import TOMO_FRAME_INCREMENT_POINTER
 from recon.io.dicom.nm_metadata import acquisition_start
 from recon.io.dicom.values import format_ds, present
-from recon.io.dicom.write_common import NM_IMAGE_STORAGE, fill_patient_study, new_instance
+from recon.io.dicom.write_common import (
+    NM_IMAGE_STORAGE,
+    fill_patient_study,
+    new_instance,
+    radiopharmaceutical_sequence,
+    write_patient,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["write_nm"]
-
-_TC99M_CODE = ("C-163A8", "SRT", "^99m^Technetium")
-
-
-def write_patient(ds: Dataset, patient: PatientInfo) -> None:
-    """Patient module values that ``patient`` sets (name, ID, weight kg, height m, sex)."""
-    if patient.name:
-        ds.PatientName = patient.name
-    if patient.patient_id:
-        ds.PatientID = patient.patient_id
-    if patient.weight_kg is not None:
-        ds.PatientWeight = format_ds(patient.weight_kg)
-    if patient.height_m is not None:
-        ds.PatientSize = format_ds(patient.height_m)
-    if patient.sex is not None:
-        ds.PatientSex = patient.sex
-
-
-def radiopharmaceutical_sequence(acq: SPECTAcquisition, reference: Dataset | None) -> Sequence:
-    """RadiopharmaceuticalInformationSequence: the reference's (or a radionuclide code item), then the
-    acquisition's dose fields where set (activity Bq, injection DT, half-life s, radiopharmaceutical)."""
-    if reference is not None and present(reference, "RadiopharmaceuticalInformationSequence"):
-        seq = copy.deepcopy(reference.RadiopharmaceuticalInformationSequence)
-    else:
-        code = Dataset()
-        if acq.radionuclide == "Tc-99m":
-            code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = _TC99M_CODE
-        else:
-            code.CodeValue, code.CodingSchemeDesignator = acq.radionuclide[:16], "99RECON"
-            code.CodeMeaning = acq.radionuclide
-        rp = Dataset()
-        rp.RadionuclideCodeSequence = Sequence([code])
-        seq = Sequence([rp])
-    item = seq[0]
-    dose = acq.dose
-    if dose.radiopharmaceutical:
-        item.Radiopharmaceutical = dose.radiopharmaceutical
-    if dose.injected_activity_bq is not None:
-        item.RadionuclideTotalDose = format_ds(dose.injected_activity_bq)
-    if dose.injection_time is not None:
-        item.RadiopharmaceuticalStartDateTime = dose.injection_time.strftime("%Y%m%d%H%M%S.%f")
-        item.RadiopharmaceuticalStartTime = dose.injection_time.strftime("%H%M%S.%f")
-    if dose.half_life_s is not None:
-        item.RadionuclideHalfLife = format_ds(dose.half_life_s)
-    return seq
-
 
 def _split_detectors(phi: np.ndarray, n_det: int) -> tuple[list[float], float, str]:
     """Start angle per detector, angular step and direction for views split into ``n_det`` contiguous blocks."""
@@ -232,7 +191,7 @@ def write_nm(
         item.EnergyWindowName = w.name
         ewis.append(item)
     ds.EnergyWindowInformationSequence = ewis
-    ds.RadiopharmaceuticalInformationSequence = radiopharmaceutical_sequence(acq, reference)
+    ds.RadiopharmaceuticalInformationSequence = radiopharmaceutical_sequence(acq.radionuclide, acq.dose, reference)
 
     # detectors: start angle, radii, orientation and position of their first view
     half_c = 0.5 * (g.n_cols - 1) * g.pixel_size_mm

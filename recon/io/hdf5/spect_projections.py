@@ -11,6 +11,8 @@ metadata JSON (as written by the DICOM NM reader of that time) fill
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 from datetime import datetime
@@ -21,7 +23,7 @@ import h5py
 import numpy as np
 
 from recon.data.collimator import Collimator
-from recon.data.grid import Volume
+from recon.data.grid import ImageGrid, Volume
 from recon.data.spect import EnergyWindow, SPECTAcquisition, SPECTGeometry
 from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
 from recon.io.hdf5.container import (
@@ -106,20 +108,37 @@ def write_projections(acq: SPECTAcquisition, path: str | os.PathLike[str], mu_ma
     return create(path, FORMAT_PROJECTIONS, PROJECTIONS_VERSION, write, overwrite)
 
 
-def _v1_typed(meta: dict[str, Any], where: str) -> dict[str, Any]:
-    """Typed fields a version-1 file kept in its metadata JSON (DICOM NM reader of that time)."""
+def _v1_typed(meta: dict[str, Any], where: str, radionuclide: str) -> dict[str, Any]:
+    """Typed fields a version-1 file kept in its metadata JSON (DICOM NM reader of that time): the DICOM
+    header's patient, dose and identifiers when it kept one, else the plain keys it wrote."""
     out: dict[str, Any] = {}
+    header = meta.get("dicom_header")
+    if header is not None and hasattr(header, "get"):
+        from recon.io.dicom.nm_metadata import study_metadata  # noqa: PLC0415
+
+        known = radionuclide if radionuclide not in ("", "unknown") else None
+        out["info"], out["patient"], out["dose"] = study_metadata(header, meta.get("source", ""), known)
     if meta.get("n_detectors") not in (None, ""):
         out["n_detectors"] = int(meta["n_detectors"])
     centre = meta.get("frame_center_mm")
     if centre is not None:
         out["center_mm"] = tuple(float(c) for c in centre)
     start = meta.get("acquisition_start")
+    start_time = None
     if isinstance(start, str) and start:
         try:
-            out["info"] = AcquisitionInfo(start_time=datetime.fromisoformat(start))
+            start_time = datetime.fromisoformat(start)
         except ValueError:
             logger.warning("%s: acquisition_start %r is not an ISO date-time; ignored", where, start)
+    keys = ("frame_of_reference_uid", "study_instance_uid", "series_instance_uid", "patient_position",
+            "manufacturer", "model", "source")
+    plain = AcquisitionInfo(start_time=start_time, **{k: str(meta.get(k, "") or "") for k in keys})
+    from_header = out.get("info")
+    if from_header is not None:  # the header's values, the plain keys where it has none
+        plain = dataclasses.replace(plain, **{f.name: getattr(from_header, f.name)
+                                              for f in dataclasses.fields(from_header)
+                                              if getattr(from_header, f.name) not in (None, "")})
+    out["info"] = plain
     return out
 
 
@@ -156,7 +175,7 @@ def read_projections(path: str | os.PathLike[str]) -> SPECTAcquisition:
                     if group in f:
                         typed[_RECORD_ATTR[group]] = read_record(cls, f[group], f"{where}:/{group}", dt_fields)
             else:
-                typed = _v1_typed(meta, where)
+                typed = _v1_typed(meta, where, str(require_attr(f, "radionuclide", where)))
             return SPECTAcquisition(
                 counts, windows, str(require_attr(f, "photopeak", where)), geometry, collimator,
                 float(require_attr(f, "frame_duration_s", where)), float(require_attr(f, "photon_energy_kev", where)),
@@ -168,9 +187,22 @@ def read_projections(path: str | os.PathLike[str]) -> SPECTAcquisition:
             raise FileFormatError(f"{where}: {exc}") from None
 
 
+def _v1_mu_grid(grid: ImageGrid, meta: dict[str, Any]) -> ImageGrid:
+    centre = meta.get("frame_center_mm")
+    if centre is None:
+        return grid
+    return grid.recentred(tuple(float(c) for c in centre))
+
+
 def read_mu_map(path: str | os.PathLike[str]) -> Volume | None:
-    """The mu-map (1/mm at the photopeak energy) stored with projections, or None when absent."""
-    f, _ = open_checked(path, FORMAT_PROJECTIONS, PROJECTIONS_VERSION)
+    """The mu-map (1/mm at the photopeak energy) stored with projections, or None when absent.
+
+    In version 1 the projections placed the study (``frame_center_mm``) and the
+    mu-map's own origin was not used: such a mu-map on the projections' grid
+    (same shape and spacing) is placed at that centre, as the reconstruction of
+    that time did.
+    """
+    f, version = open_checked(path, FORMAT_PROJECTIONS, PROJECTIONS_VERSION)
     with f:
         if "mu_map" not in f:
             return None
@@ -179,7 +211,10 @@ def read_mu_map(path: str | os.PathLike[str]) -> Volume | None:
         frame = frame.decode() if isinstance(frame, bytes) else str(frame)
         meta = {"energy_kev": float(ds.attrs.get("energy_kev", np.nan)), "frame_of_reference_uid": frame}
         try:
-            return Volume(ds[()], read_grid(ds, f"{path}:/mu_map"), "1/mm", meta, frame)
+            grid = read_grid(ds, f"{path}:/mu_map")
+            if version < 2:
+                grid = _v1_mu_grid(grid, metadata_from_json(f.attrs.get("metadata_json", "{}"), str(path)))
+            return Volume(ds[()], grid, "1/mm", meta, frame)
         except ValueError as exc:
             if isinstance(exc, FileFormatError):
                 raise
