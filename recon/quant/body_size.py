@@ -16,12 +16,11 @@ missing value raises :class:`SUVError` naming the DICOM tag it comes from.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable
 
 __all__ = [
     "SUVError",
     "SUV_KINDS",
-    "SUVKind",
     "body_normaliser",
     "bsa_dubois_m2",
     "canonical_kind",
@@ -31,7 +30,6 @@ __all__ = [
     "lbm_morgan_kg",
 ]
 
-SUVKind = Literal["bw", "lbm_james", "lbm_janma", "lbm_morgan", "bsa", "ibw"]
 SUV_KINDS: tuple[str, ...] = ("bw", "lbm_james", "lbm_janma", "lbm_morgan", "bsa", "ibw")
 """Accepted SUV kinds; the unit is g/mL except ``"bsa"`` (cm^2/mL)."""
 
