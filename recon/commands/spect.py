@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -126,11 +127,16 @@ def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
             raise FileNotFoundError(f"the parent directory of --dicom-out {args.dicom_out} does not exist")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace,
+        adjust: Callable[[SPECTAcquisition], SPECTAcquisition] | None = None) -> int:
+    """Run ``recon spect``; ``adjust`` (used by ``recon batch`` for patient and dose overrides) may replace
+    the loaded acquisition's typed metadata before anything is derived from it."""
     if args.reference_time is not None and args.calibration is None:
         raise ValueError("--reference-time needs --calibration")
     _check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
     acq, mu = load_input(args.input, args.ct, args.collimator)
+    if adjust is not None:
+        acq = adjust(acq)
     opts = options_from_args(args)
     if opts.attenuation and mu is None:
         raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
