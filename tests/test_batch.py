@@ -199,13 +199,14 @@ def test_bad_manifest_is_refused_before_any_compute(studies, tmp_path: Path, cap
         {"id": "c", "input": good, "iterations": "four"},
         {"id": "d", "input": good, "task": "pet"},
         {"id": "e/x", "input": good, "calibration": "-3"},
+        {"id": "summary.csv", "input": good},
     ])
     with pytest.raises(ManifestError) as err:
         read_manifest(bad)
     problems = err.value.problems
     expected = ["row 2, column task: unknown task 'recon'", "row 3, column input:", "row 4, column id: duplicate id 'a'",
                 "row 5, column iterations: 'four'", "row 6, column task: 'pet' is not supported yet",
-                "row 7, column id:", "row 7, column calibration: '-3'"]
+                "row 7, column id:", "row 7, column calibration: '-3'", "row 8, column id: 'summary.csv' is reserved"]
     for line in expected:
         assert any(p.startswith(line) for p in problems), (line, problems)
     assert len(problems) == len(expected)

@@ -18,6 +18,7 @@ PLANNED_TASKS = ("pet",)
 SCATTER = ("none", "dew", "tew")
 DEVICES = ("auto", "cpu", "cuda")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESERVED_IDS = ("summary.csv", "summary.json")
 _TRUE = ("1", "yes", "true", "y", "on")
 _FALSE = ("0", "no", "false", "n", "off")
 
@@ -158,7 +159,9 @@ def _row_spec(cells: dict[str, str], row: int, base: Path, problems: list[str]) 
         problems.append(f"row {row}, column task: {task!r} is not supported yet (PET reconstruction is planned)")
     elif task not in TASKS:
         problems.append(f"row {row}, column task: unknown task {task!r} (use {' or '.join(TASKS)})")
-    if "id" in values and not _ID.match(values["id"]):
+    if values.get("id") in RESERVED_IDS:
+        problems.append(f"row {row}, column id: {values['id']!r} is reserved for the batch's own files")
+    elif "id" in values and not _ID.match(values["id"]):
         problems.append(f"row {row}, column id: {values['id']!r} must be letters, digits, '.', '_' or '-' "
                         "(it names the output folder)")
     for key in ("input", "ct"):
