@@ -78,6 +78,8 @@ def write_lesion_objects(args: argparse.Namespace, info: dict[str, Any], mask: n
 
     if not info.get("files"):
         raise ValueError("--dicom-seg/--dicom-sr need a DICOM image series input (the SEG references its images)")
+    if args.dicom_sr is not None and not table:
+        raise ValueError("--dicom-sr: no lesions found, so there is no measurement to report (nothing written)")
     sources = source_datasets(info["files"], info["slice_order"])
     segments = [SegmentMask(f"VOI {Path(args.mask).name}", mask, lesion=False)] if mask is not None else []
     first_lesion = len(segments) + 1

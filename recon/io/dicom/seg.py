@@ -95,7 +95,10 @@ def write_seg(path: str | os.PathLike[str], sources: list[Dataset], segments: Se
               overwrite: bool = False, series_number: int = 2001) -> Path:
     """Write the ``segments`` (masks on the sources' grid, (z, y, x) = (frame, row, column)) as a binary
     DICOM SEG referencing ``sources`` (from :func:`source_datasets`); returns the path."""
-    import highdicom as hd  # noqa: PLC0415 (optional dependency: the 'dicom' extra)
+    try:
+        import highdicom as hd  # noqa: PLC0415 (optional dependency: the 'dicom' extra)
+    except ImportError:
+        raise ImportError("DICOM SEG/SR output needs highdicom: pip install 'recon[dicom]'") from None
     from pydicom.sr.codedict import codes  # noqa: PLC0415
 
     if not segments:

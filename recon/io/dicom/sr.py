@@ -5,7 +5,7 @@ SEG: SUVbw (DCM 126401) with derivation Maximum (SCT 56851009), Mean (SCT
 373098007) and Peak Value Within ROI (DCM 126031, the 1 mL sphere), unit
 UCUM ``{SUVbw}g/ml``; Volume (SCT 118565006) in ``ml``. Each cut-off comparison
 of SUVmax is a qualitative evaluation in recon's own coding scheme
-(``99RECON``): concept ``SUVMAX-CUTOFF-<c>`` "SUVmax compared with cut-off <c>",
+(``99RECON``): concept ``CUTOFF-<c>`` "SUVmax compared with cut-off <c>",
 value ``ABOVE`` / ``BELOW`` ("above cut-off" / "below cut-off"): a
 comparison, never a diagnosis (no standard code says this).
 """
@@ -44,7 +44,10 @@ def write_lesion_sr(path: str | os.PathLike[str], lesions: SequenceOf[LesionMeas
                     sources: SequenceOf[Dataset], *, modality: str = "NM", overwrite: bool = False) -> Path:
     """Write a TID 1500 Measurement Report of ``lesions`` (their segments in ``seg``, drawn on ``sources``,
     the image datasets) as a Comprehensive 3D SR; returns the path."""
-    import highdicom as hd  # noqa: PLC0415 (optional dependency: the 'dicom' extra)
+    try:
+        import highdicom as hd  # noqa: PLC0415 (optional dependency: the 'dicom' extra)
+    except ImportError:
+        raise ImportError("DICOM SEG/SR output needs highdicom: pip install 'recon[dicom]'") from None
     from highdicom.sr import CodedConcept  # noqa: PLC0415
     from pydicom.sr.codedict import codes  # noqa: PLC0415
 
@@ -63,7 +66,7 @@ def write_lesion_sr(path: str | os.PathLike[str], lesions: SequenceOf[LesionMeas
         ]
         evaluations = [
             hd.sr.QualitativeEvaluation(
-                CodedConcept(f"SUVMAX-CUTOFF-{c:g}"[:16], "99RECON", f"SUVmax compared with cut-off {c:g}"),
+                CodedConcept(f"CUTOFF-{c:g}"[:16], "99RECON", f"SUVmax compared with cut-off {c:g}"),
                 CodedConcept("ABOVE", "99RECON", "above cut-off") if above
                 else CodedConcept("BELOW", "99RECON", "below cut-off"))
             for c, above in lesion.cutoffs
