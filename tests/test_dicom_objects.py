@@ -328,3 +328,19 @@ def test_recon_spect_dicom_out_writes_clean_nm_objects(tmp_path: Path) -> None:
         lines = [ln.strip() for ln in (run.stdout + run.stderr).splitlines() if ln.strip()]
         assert [ln for ln in lines if ln.startswith("Error")] == [], name
         assert all(ln[len("Warning - "):] in documented for ln in lines if ln.startswith("Warning")), lines
+
+
+def test_dicom_seg_and_sr_options_are_checked_before_compute(objects: dict, tmp_path: Path, capsys) -> None:
+    from recon.cli import main as recon_main
+
+    nm = str(objects["nm"])
+    assert recon_main(["-q", "suv", nm, "--dicom-sr", str(tmp_path / "sr.dcm")]) == 2
+    assert "--dicom-sr needs --lesions and --dicom-seg" in capsys.readouterr().err
+    assert recon_main(["-q", "suv", nm, "--lesions", "--suv-type", "ibw", "--dicom-seg", str(tmp_path / "s"),
+                       "--dicom-sr", str(tmp_path / "sr.dcm")]) == 2
+    assert "SUVbw" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert recon_main(["-q", "suv", nm, "--lesions", "--dicom-seg", str(tmp_path / "full")]) == 2
+    assert "not an empty directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
