@@ -124,7 +124,7 @@ def test_dicom_output_of_an_hdf5_study_carries_its_typed_patient_and_dose(tmp_pa
     series = tmp_path / "series"
     assert recon_main(["-q", "spect", str(h5), "-o", str(tmp_path / "r.h5"), "--no-attenuation", *RECON,
                        "--calibration", "91", "--dicom-out", str(series)]) == 0
-    back = read_image_series(series)
+    back = read_image_series(series / "nm_recon.dcm")
     assert back.header.weight_kg == pytest.approx(acq.patient.weight_kg)
     assert back.header.dose_bq == pytest.approx(acq.dose.injected_activity_bq)
     _, conversion = suv_volume(back.volume, back.header, "bw", slice_axis=back.slice_axis,

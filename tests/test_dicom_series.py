@@ -20,7 +20,7 @@ def _series(tmp_path: Path, modality: str) -> list[Path]:
                                series_description="test series")
 
 
-@pytest.mark.parametrize("modality", ["NM", "PT"])
+@pytest.mark.parametrize("modality", ["PT"])  # our NM output is one multi-frame file
 @pytest.mark.parametrize("which", [0, -1])
 def test_series_missing_an_end_slice_is_refused(tmp_path: Path, modality: str, which: int) -> None:
     """An end slice gone leaves uniform spacing: only NumberOfSlices (0054,0081) can tell."""

@@ -206,7 +206,7 @@ def test_suv_from_the_input_equals_the_dicom_round_trip(tmp_path: Path, referenc
     assert direct.unit == "SUVbw (g/mL)"
     hot = bqml.data > 0.05 * bqml.data.max()
     factor_direct = float(np.median(direct.data[hot] / bqml.data[hot]))
-    read_back = read_image_series(series)
+    read_back = read_image_series(series / "nm_recon.dcm")
     suv_rt, conversion = suv_volume(read_back.volume, read_back.header, "bw", slice_axis=read_back.slice_axis,
                                     slice_order=read_back.slice_order)
     np.testing.assert_allclose(conversion.factors, factor_direct, rtol=1e-6)
@@ -215,9 +215,12 @@ def test_suv_from_the_input_equals_the_dicom_round_trip(tmp_path: Path, referenc
     t_ref = SCAN_START if reference is None else reference
     expected = WEIGHT_KG * 1000.0 / (DOSE_BQ * 0.5 ** ((t_ref - INJECTION).total_seconds() / half_life))
     assert factor_direct == pytest.approx(expected, rel=1e-3)
-    # the maps agree within the DICOM stored precision (int16 per slice)
-    step = np.abs(suv_rt.data).max(axis=(1, 2), keepdims=True) / 32767.0
+    # the maps agree within the DICOM stored precision (uint16, one slope per file)
+    step = np.abs(suv_rt.data).max() / 65535.0
     assert np.all(np.abs(suv_rt.data - direct.data) <= step + 1e-6)
+    suv_dicom = read_image_series(series / "nm_suvbw.dcm")  # the SUV map's own NM object
+    assert suv_dicom.header.units == "GML"
+    assert np.all(np.abs(suv_dicom.volume.data - direct.data) <= direct.data.max() / 65535.0 * 0.5 * (1 + 1e-6))
 
 
 def test_injection_after_the_scan_is_refused_before_compute(tmp_path: Path, caplog) -> None:

@@ -16,6 +16,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from recon.commands import common_options
 from recon.backend import DEVICES
@@ -28,6 +31,9 @@ from recon.quant.calibration import Calibration, calibrate
 from recon.quant.suv import suv_factors, suv_volume
 from recon.spect.calibration import decay_reference_time, spect_calibration, suv_header
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
+
+if TYPE_CHECKING:
+    from recon.io.dicom.nm_recon_write import NMRotation
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decay-correct Bq/mL to this time, normally the administration time "
                         "(e.g. 2026-11-25T08:00:00); needs --calibration")
     p.add_argument("--dicom-out", type=Path, metavar="DIR",
-                   help="also write the volume as a DICOM NM image series (Units BQML with --calibration)")
+                   help="also write the volume as one DICOM NM multi-frame file DIR/nm_recon.dcm (Bq/mL with "
+                        "--calibration), and the SUVbw map as DIR/nm_suvbw.dcm when it is written")
     p.add_argument("--nifti-out", type=Path, metavar="FILE",
                    help="also write the volume as NIfTI (.nii or .nii.gz, RAS orientation)")
     p.add_argument("--no-suv", action="store_true",
@@ -155,6 +162,7 @@ def run(args: argparse.Namespace,
         volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
+    suv = None
     if header is not None:
         suv, _ = suv_volume(volume, header, "bw")
         write_volume(suv, suv_output_path(args.output), overwrite=args.overwrite)
@@ -163,7 +171,7 @@ def run(args: argparse.Namespace,
         write_nifti(volume, args.nifti_out, overwrite=args.overwrite)
         logger.info("wrote %s", args.nifti_out)
     if args.dicom_out is not None:
-        write_dicom_series(volume, args.dicom_out, acq, mu, cal, opts)
+        write_dicom_series(volume, args.dicom_out, acq, mu, cal, opts, suv)
     return 0
 
 
@@ -181,22 +189,41 @@ def dicom_decay_correction(acq: SPECTAcquisition, cal: Calibration | None) -> tu
     return "START", reference
 
 
+def _rotation(acq: SPECTAcquisition) -> NMRotation | None:
+    """The acquisition's rotation in DICOM terms (start angle, step, CW/CC, views per detector)."""
+    from recon.io.dicom.nm_geometry import recon_angle_to_dicom_deg  # noqa: PLC0415
+    from recon.io.dicom.nm_recon_write import NMRotation  # noqa: PLC0415
+
+    theta = np.asarray(acq.geometry.angles_deg, dtype=np.float64)
+    n_views = max(1, theta.size // max(1, acq.n_detectors))
+    if theta.size < 2:
+        return None
+    step = float(np.median((np.diff(theta) + 180.0) % 360.0 - 180.0))  # our theta grows with a CW rotation
+    return NMRotation(float(recon_angle_to_dicom_deg(theta[0])), abs(step), "CW" if step >= 0 else "CC", n_views,
+                      acq.frame_duration_s, float(np.mean(acq.geometry.radius_mm)))
+
+
 def write_dicom_series(volume: Volume, directory: Path, acq: SPECTAcquisition, mu: Volume | None,
-                       cal: Calibration | None, opts: SPECTReconOptions) -> None:
-    """The reconstruction as an NM image series: patient, study and dose from the typed metadata (and the
-    NM input's header where it has more), in the volume's frame of reference."""
-    from recon.io.dicom import write_volume_series  # noqa: PLC0415
-    from recon.io.dicom.write_common import radiopharmaceutical_sequence  # noqa: PLC0415
+                       cal: Calibration | None, opts: SPECTReconOptions, suv: Volume | None = None) -> None:
+    """The reconstruction as ONE NM RECON TOMO multi-frame file (and the SUVbw map as a second NM object):
+    patient, study and dose from the typed metadata, the photopeak window and rotation from the acquisition,
+    in the volume's frame of reference."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from recon.io.dicom.image_base import SeriesFacts  # noqa: PLC0415
+    from recon.io.dicom.nm_recon_write import NMStudyFacts, write_nm_recon  # noqa: PLC0415
 
     decay, reference = dicom_decay_correction(acq, cal)
-    header = acq.metadata.get("dicom_header")
     corrected = tuple(flag for flag, on in (("ATTN", opts.attenuation), ("SCAT", opts.scatter != "none"),
                                             ("DECY", decay != "NONE")) if on)
     frame_of_reference = volume.frame_of_reference_uid or (mu.frame_of_reference_uid if mu is not None else "")
-    paths = write_volume_series(
-        volume, directory, modality="NM", reference=header,
-        radiopharmaceutical=radiopharmaceutical_sequence(acq.radionuclide, acq.dose, header),
-        frame_of_reference_uid=frame_of_reference or None, decay_correction=decay, corrected_image=corrected,
-        series_description="recon OSEM SPECT", frame_duration_s=acq.frame_duration_s,
-        decay_reference_time=reference, patient=acq.patient, study_instance_uid=acq.info.study_instance_uid)
-    logger.info("wrote %d DICOM slices to %s", len(paths), directory)
+    window = next(w for w in acq.windows if w.name == acq.photopeak)
+    facts = SeriesFacts(acq.metadata.get("dicom_header"), acq.patient, acq.info.study_instance_uid,
+                        frame_of_reference or None, "recon OSEM SPECT", 1001, reference, acq.info.patient_position)
+    study = NMStudyFacts(acq.radionuclide, acq.dose, ((window.name, window.lower_kev, window.upper_kev),),
+                         _rotation(acq), acq.collimator.name, corrected)
+    objects = [(volume, facts)]
+    if suv is not None:
+        objects.append((suv, replace(facts, series_description="recon OSEM SPECT SUVbw", series_number=1002)))
+    paths = write_nm_recon(objects, directory, study)
+    logger.info("wrote %s", ", ".join(str(p) for p in paths))

@@ -40,7 +40,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("series", metavar="SERIES_DIR",
                    help="DICOM image series directory (one slice per file), one multi-frame NM reconstruction file, "
                         "or a recon SUV volume (.h5)")
-    p.add_argument("--mask", metavar="MASK", help="VOI mask: NIfTI-1 .nii/.nii.gz (mapped by its affine) or .npy (z, y, x)")
+    p.add_argument("--mask", metavar="MASK", help="VOI mask: NIfTI-1 .nii/.nii.gz (mapped by its affine), .npy (z, y, x) "
+                   "or a DICOM SEG (its segments' union, or --segment N)")
     p.add_argument("--lesions", action="store_true", help="segment lesions and print a per-lesion table")
     p.add_argument("--json", metavar="OUT.json", help="write the report as JSON (never over an existing file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing JSON report")
@@ -58,14 +59,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-volume-ml", type=float, default=0.0, help="lesions: drop lesions smaller than this (mL)")
     p.add_argument("--cutoffs", type=float, nargs="*", default=list(BONE_SPECT_TC99M_CUTOFFS),
                    help="SUVmax cut-offs to compare lesions with (default: 7.40 11.26, Tc-99m bone SPECT/CT)")
+    from recon.commands.suv_dicom import add_dicom_options  # noqa: PLC0415
+
+    add_dicom_options(p)
     p.set_defaults(func=run)
     return p
 
 
-def _load_mask(path: str, grid: Any) -> np.ndarray:
+def _load_mask(path: str, grid: Any, segment: int | None = None) -> np.ndarray:
+    from recon.commands.suv_dicom import is_dicom_seg, seg_mask  # noqa: PLC0415
     from recon.io.nifti import read_mask_on_grid  # noqa: PLC0415
 
     p = Path(path)
+    if is_dicom_seg(path):
+        return seg_mask(path, grid, segment)
     if p.suffix == ".npy":
         m = np.load(p)
         if m.shape != grid.shape:
@@ -73,7 +80,7 @@ def _load_mask(path: str, grid: Any) -> np.ndarray:
         return m > 0
     if p.name.endswith((".nii", ".nii.gz")):
         return read_mask_on_grid(p, grid)
-    raise ValueError(f"mask {p}: unsupported format (use .nii, .nii.gz or .npy)")
+    raise ValueError(f"mask {p}: unsupported format (use .nii, .nii.gz, .npy or a DICOM SEG)")
 
 
 def _fmt_stats(name: str, st: Any) -> str:
@@ -145,7 +152,8 @@ def load_suv_volume(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str
         overrides["dose_bq"] = args.dose_mbq * 1e6
     suv_vol, conv = suv_volume(series.volume, series.header, getattr(args, "suv_type", "bw"),
                                slice_axis=series.slice_axis, slice_order=series.slice_order, **overrides)
-    return suv_vol, {"kind": conv.kind, "unit": conv.unit, **conv.details}, series.info
+    info = {**series.info, "files": list(series.files), "slice_order": list(series.slice_order)}
+    return suv_vol, {"kind": conv.kind, "unit": conv.unit, **conv.details}, info
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,17 +169,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"recon suv: error: {json_out} exists; refusing to overwrite (pass --overwrite)", file=sys.stderr)
         return 2
     try:
+        from recon.commands.suv_dicom import check_dicom_outputs  # noqa: PLC0415
+
+        check_dicom_outputs(args)
         suv_vol, conversion, info = load_suv_volume(Path(args.series), args)
-        mask = _load_mask(args.mask, suv_vol.grid) if getattr(args, "mask", None) else np.ones(suv_vol.grid.shape, bool)
+        mask = (_load_mask(args.mask, suv_vol.grid, getattr(args, "segment", None)) if getattr(args, "mask", None)
+                else np.ones(suv_vol.grid.shape, bool))
         if not mask.any():
             raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")
         stats = voi_statistics(suv_vol, mask)
-    except (SUVError, DicomFormatError, NiftiError, ValueError, FileNotFoundError) as exc:
+    except (SUVError, DicomFormatError, NiftiError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"recon suv: error: {exc}", file=sys.stderr)
         return 2
 
     report: dict[str, Any] = {
-        "series": info,
+        "series": {k: v for k, v in info.items() if k != "slice_order"},
         "grid": {"shape_zyx": list(suv_vol.grid.shape), "spacing_mm_zyx": list(suv_vol.grid.spacing_mm),
                  "origin_mm_xyz": list(suv_vol.grid.origin_mm)},
         "suv": conversion,
@@ -191,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     print(_fmt_stats(report["voi"]["mask"], stats))
 
+    labels, table = None, []
     if getattr(args, "lesions", False):
         labels, n = segment_lesions(
             suv_vol, threshold=args.threshold, percent_of_max=args.percent,
@@ -208,6 +221,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r.label:>3} {s.volume_ml:>8.2f} {s.max:>8.3f} {s.peak_search:>8.3f} {s.mean:>8.3f}  {pos:<28} {cuts}")
         if table and args.cutoffs:
             print(f"({CUTOFF_DISCLAIMER})")
+
+    if getattr(args, "dicom_seg", None) is not None:
+        from recon.commands.suv_dicom import write_lesion_objects  # noqa: PLC0415
+
+        try:
+            write_lesion_objects(args, info, mask if getattr(args, "mask", None) else None, labels, table)
+        except (DicomFormatError, ValueError, FileExistsError) as exc:
+            print(f"recon suv: error: {exc}", file=sys.stderr)
+            return 2
 
     if getattr(args, "json", None):
         from recon.io.atomic import write_text_atomic  # noqa: PLC0415

@@ -10,6 +10,7 @@ from recon.io.dicom.nm_collimator import collimator_from_dicom_name
 from recon.io.dicom.nm_geometry import dicom_angle_to_recon_deg, recon_angle_to_dicom_deg
 from recon.io.dicom.nm_projections import read_nm
 from recon.io.dicom.nm_recon import read_nm_recon
+from recon.io.dicom.nm_recon_write import NMRotation, NMStudyFacts, write_nm_recon
 from recon.io.dicom.nm_write import write_nm
 from recon.io.dicom.series import UNIT_NAMES, AxialSeries, ImageSeries, read_axial_series, read_image_series
 from recon.io.dicom.series_header import read_series_header
@@ -20,6 +21,8 @@ __all__ = [
     "AxialSeries",
     "DicomFormatError",
     "ImageSeries",
+    "NMRotation",
+    "NMStudyFacts",
     "NM_IMAGE_STORAGE",
     "PET_IMAGE_STORAGE",
     "UNIT_NAMES",
@@ -34,5 +37,6 @@ __all__ = [
     "read_volume_series",
     "recon_angle_to_dicom_deg",
     "write_nm",
+    "write_nm_recon",
     "write_volume_series",
 ]

@@ -14,8 +14,13 @@ Geometry (DICOM PS3.3 C.8.4.8 / C.8.4.10, NM Image and Detector modules):
   the normal.
 * Number of Slices (0054,0081), when given, must equal the number of frames.
 
-Values are RescaleSlope * stored + RescaleIntercept, in Units (0054,1001)
-when given (BQML -> Bq/mL), else counts. The volume is mapped onto an
+Values. The Real World Value Mapping Sequence (0040,9096), the NM IOD's
+place for them, comes first: its first item's slope and intercept, its unit
+from MeasurementUnitsCodeSequence (UCUM ``Bq/ml`` -> Bq/mL, ``{SUVbw}g/ml`` or
+``g/ml`` -> g/mL). Without it, RescaleSlope * stored + RescaleIntercept in
+Units (0054,1001) when given (vendor files), else counts. Decay correction:
+DecayCorrection (0054,1102) when given, else START (to SeriesDate/SeriesTime)
+when Corrected Image (0028,0051) lists DECY, else NONE. The volume is mapped onto an
 axis-aligned LPS grid (:func:`~recon.io.dicom.geometry.place_stack`).
 """
 from __future__ import annotations
@@ -27,9 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.errors
 from pydicom.dataset import Dataset
 
 from recon.data.grid import Volume
+from recon.io.dicom.codes import rwvm_unit
 from recon.io.dicom.geometry import place_stack, vector
 from recon.io.dicom.series import UNIT_NAMES, ImageSeries, series_info
 from recon.io.dicom.series_header import DoseUnit, read_series_header
@@ -37,7 +44,7 @@ from recon.io.dicom.values import DicomFormatError, get_float, require, values_o
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_nm_recon"]
+__all__ = ["find_nm_recon", "read_nm_recon"]
 
 
 def _placement_source(ds: Dataset) -> Dataset:
@@ -75,6 +82,28 @@ def _slice_step_mm(ds: Dataset, name: str) -> float:
     return float(step)
 
 
+def _value_mapping(ds: Dataset, name: str) -> tuple[float, float, str | None]:
+    """(slope, intercept, DICOM Units or None) from the Real World Value Mapping Sequence, else the rescale."""
+    seq = ds.get("RealWorldValueMappingSequence")
+    if seq:
+        item = seq[0]
+        slope = get_float(item, "RealWorldValueSlope")
+        if slope is None:
+            raise DicomFormatError(f"{name}: RealWorldValueMappingSequence[0] has no RealWorldValueSlope (0040,9225)")
+        intercept = get_float(item, "RealWorldValueIntercept") or 0.0
+        units = rwvm_unit(item)
+        rescale = get_float(ds, "RescaleSlope")
+        if rescale is not None and abs(rescale - slope) > 1e-6 * abs(slope):
+            logger.warning("%s: RescaleSlope %g differs from the Real World Value slope %g; using the latter",
+                           name, rescale, slope)
+        if units is None:
+            code = item.get("MeasurementUnitsCodeSequence")
+            logger.warning("%s: Real World Value unit %r is not one recon knows; values read as given", name,
+                           str(code[0].get("CodeValue", "")) if code else "")
+        return float(slope), float(intercept), units
+    return get_float(ds, "RescaleSlope") or 1.0, get_float(ds, "RescaleIntercept") or 0.0, None
+
+
 def read_nm_recon(path: str | os.PathLike[str], *, dose_unit: DoseUnit = "auto") -> ImageSeries:
     """Read a multi-frame NM RECON TOMO file into an :class:`ImageSeries` (volume placed in LPS + SUV header).
 
@@ -103,13 +132,17 @@ def read_nm_recon(path: str | os.PathLike[str], *, dose_unit: DoseUnit = "auto")
 
     require(ds, "PixelData", f"{name}: ")
     frames = np.asarray(ds.pixel_array, dtype=np.float64).reshape(n_frames, rows, cols)
-    slope = get_float(ds, "RescaleSlope") or 1.0
-    intercept = get_float(ds, "RescaleIntercept") or 0.0
+    slope, intercept, rwv_units = _value_mapping(ds, name)
     stack = frames[order] * slope + intercept
     placed = place_stack(stack, ipp, iop, step, pixel_spacing)
 
     header_ds = copy.deepcopy(ds)
     del header_ds.PixelData
+    if rwv_units is not None:
+        header_ds.Units = rwv_units
+    if "DecayCorrection" not in header_ds:
+        corrected = [str(v).upper() for v in values_of(header_ds.get("CorrectedImage", []) or [])]
+        header_ds.DecayCorrection = "START" if "DECY" in corrected and rwv_units is not None else "NONE"
     header = read_series_header([header_ds], dose_unit=dose_unit)
     units = header.units or "CNTS"
     info = series_info(ds, units, iop)
@@ -118,3 +151,30 @@ def read_nm_recon(path: str | os.PathLike[str], *, dose_unit: DoseUnit = "auto")
                     info["frame_of_reference_uid"])
     logger.info("read NM reconstruction %s: %d slices, grid %s", name, n_frames, placed.grid.shape)
     return ImageSeries(volume, header, placed.slice_axis, placed.slice_order, (os.fspath(path),), info)
+
+
+def find_nm_recon(directory: str | os.PathLike[str], series_uid: str | None = None) -> Path | None:
+    """The multi-frame NM file in ``directory`` (of ``series_uid`` when given); None when there is none.
+
+    Raises DicomFormatError when several NM multi-frame series are there and ``series_uid`` picks none
+    (``recon spect --dicom-out`` writes the Bq/mL volume and the SUV map: name the file).
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        return None
+    found: list[tuple[Path, str]] = []
+    for p in sorted(d.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(os.fspath(p), stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError):
+            continue
+        if str(ds.get("Modality", "")) == "NM" and int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            found.append((p, str(ds.get("SeriesInstanceUID", ""))))
+    if series_uid is not None:
+        found = [f for f in found if f[1] == series_uid]
+    if len(found) > 1:
+        raise DicomFormatError(f"{d} holds {len(found)} NM multi-frame files ({', '.join(p.name for p, _ in found)}); "
+                               "name the file, or pass series_uid")
+    return found[0][0] if found else None

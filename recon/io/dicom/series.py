@@ -261,6 +261,14 @@ def series_info(ds0: Dataset, units: str, iop: Any) -> dict[str, Any]:
     }
 
 
+def _is_multiframe_nm(path: Path) -> bool:
+    try:
+        ds = pydicom.dcmread(os.fspath(path), stop_before_pixels=True)
+    except (InvalidDicomError, OSError):
+        return False
+    return str(ds.get("Modality", "")) == "NM" and int(ds.get("NumberOfFrames", 1) or 1) > 1
+
+
 def read_image_series(
     directory: str | os.PathLike[str],
     *,
@@ -269,12 +277,19 @@ def read_image_series(
     modalities: tuple[str, ...] = ("PT", "NM"),
     dose_unit: DoseUnit = "auto",
 ) -> ImageSeries:
-    """Read a PET or NM image series (one slice per file) with its quantitative header.
+    """Read a PET or NM image series (one slice per file, or one NM multi-frame file: a directory holding
+    one, or the file itself) with its quantitative header.
 
     The volume's unit follows Units (0054,1001) (BQML -> Bq/mL); its
     frame_of_reference_uid is the series'. ``dose_unit`` goes to
     :func:`~recon.io.dicom.series_header.read_series_header`.
     """
+    if "NM" in modalities:
+        from recon.io.dicom.nm_recon import find_nm_recon, read_nm_recon  # noqa: PLC0415 (nm_recon imports this)
+
+        nm_file = Path(directory) if Path(directory).is_file() else find_nm_recon(directory, series_uid)
+        if nm_file is not None and _is_multiframe_nm(nm_file):
+            return read_nm_recon(nm_file, dose_unit=dose_unit)
     s = read_axial_series(directory, modalities=modalities, series_uid=series_uid, recursive=recursive)
     header = read_series_header(s.datasets, dose_unit=dose_unit)
     units = header.units or "UNKNOWN"
