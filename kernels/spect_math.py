@@ -104,13 +104,14 @@ def attenuation_step(trans: float, m: float) -> tuple[float, float]:
 
     ``trans`` is the transmission from the detector to the near edge of the
     sample, ``m`` = mu (1/mm) x step (mm) its attenuation. Returns (factor at the
-    sample centre, transmission past it): trans exp(-m/2) and trans exp(-m),
-    computed from one exponential; samples in air cost none.
+    sample centre, transmission past it) in float32: trans exp(-m/2) and
+    trans exp(-m), computed from one exponential; samples in air cost none.
     """
+    t = np.float32(trans)
     if m > 0.0:
         half = math.exp(-0.5 * m)
-        return trans * half, trans * (half * half)
-    return trans, trans
+        return np.float32(t * half), np.float32(t * (half * half))
+    return t, t
 
 
 def blur_passes(var_z: float, var_c: float) -> int:
