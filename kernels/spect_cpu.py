@@ -193,6 +193,4 @@ def attenuation_factors(mu, views, cos_t, sin_t, centers, step_mm, out):
                     if c_lo <= c < c_hi:
                         m = step * _tap_sum(mu2, z, offs[c, 0], offs[c, 1], offs[c, 2], offs[c, 3],
                                             ww[c, 0], ww[c, 1], ww[c, 2], ww[c, 3])
-                    factor, t_next = _attenuation_step(trans[z, c], m)
-                    out[i, z, k, c] = factor
-                    trans[z, c] = t_next
+                    out[i, z, k, c] = _attenuation_step(trans, (z, c), m)

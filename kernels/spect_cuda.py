@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -178,14 +179,13 @@ def attenuation_body(mu, views, cos_t, sin_t, centers, step_mm, out):
         z = r // nc
         c = r - z * nc
         v = views[i]
-        trans = np.float32(1.0)
+        trans = cuda.local.array(1, numba.float32)  # the CPU path keeps it in a float32 array too
+        trans[0] = 1.0
         for k in range(nk - 1, -1, -1):
             iy, ix = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
             o00, o01, o10, o11, w00, w01, w10, w11 = _bilinear_taps(iy, ix, ny, nx)
             m = step * _tap_sum(mu2, z, o00, o01, o10, o11, w00, w01, w10, w11)
-            factor, t_next = _attenuation_step(trans, m)
-            out[i, z, k, c] = factor
-            trans = np.float32(t_next)
+            out[i, z, k, c] = _attenuation_step(trans, 0, m)
 
 
 KERNEL_BODIES = {

@@ -99,19 +99,21 @@ def bilinear_weight(py: float, px: float, iy: int, ix: int) -> float:
     return np.float32(wy * wx)
 
 
-def attenuation_step(trans: float, m: float) -> tuple[float, float]:
-    """One depth sample of the walk from the detector inwards.
+def attenuation_step(trans: Any, idx: Any, m: float) -> float:
+    """One depth sample of the walk from the detector inwards; returns its attenuation factor.
 
-    ``trans`` is the transmission from the detector to the near edge of the
-    sample, ``m`` = mu (1/mm) x step (mm) its attenuation. Returns (factor at the
-    sample centre, transmission past it) in float32: trans exp(-m/2) and
-    trans exp(-m), computed from one exponential; samples in air cost none.
+    ``trans[idx]`` holds the transmission (float32) from the detector to the near
+    edge of the sample and ``m`` = mu (1/mm) x step (mm) is the sample's
+    attenuation. The factor at the sample centre is trans exp(-m/2); ``trans[idx]``
+    becomes trans exp(-m), from the same exponential. Samples in air (m = 0)
+    cost no exponential and no store.
     """
-    t = np.float32(trans)
+    t = trans[idx]
     if m > 0.0:
         half = math.exp(-0.5 * m)
-        return np.float32(t * half), np.float32(t * (half * half))
-    return t, t
+        trans[idx] = t * (half * half)
+        return t * half
+    return t
 
 
 def blur_passes(var_z: float, var_c: float) -> int:
