@@ -17,6 +17,7 @@ _tap_sum = _math["tap_sum"]
 _tap_scatter = _math["tap_scatter"]
 _attenuation_step = _math["attenuation_step"]
 _blur_passes = _math["blur_passes"]
+_blur_weight = _math["blur_weight"]
 _blur3 = _math["blur3"]
 _blur3_axis0_at = _math["blur3_axis0_at"]
 _blur3_axis1_at = _math["blur3_axis1_at"]
@@ -32,8 +33,8 @@ def _blur_plane(acc: np.ndarray, tmp: np.ndarray, var_z: float, var_c: float) ->
     n = _blur_passes(var_z, var_c)
     if n == 0:
         return
-    wz = var_z / (2.0 * n)
-    wc = var_c / (2.0 * n)
+    wz = _blur_weight(var_z, n)
+    wc = _blur_weight(var_c, n)
     nz, nc = acc.shape
     for _ in range(n):
         for z in range(nz):

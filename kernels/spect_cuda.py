@@ -33,6 +33,7 @@ _tap_sum = _math["tap_sum"]
 _bilinear_weight = _math["bilinear_weight"]
 _attenuation_step = _math["attenuation_step"]
 _blur_passes = _math["blur_passes"]
+_blur_weight = _math["blur_weight"]
 _blur3_axis0_at = _math["blur3_axis0_at"]
 _blur3_axis1_at = _math["blur3_axis1_at"]
 
@@ -43,8 +44,8 @@ def _block_blur(acc, tmp, var_z, var_c):
     n = _blur_passes(var_z, var_c)
     if n == 0:
         return
-    wz = var_z / (2.0 * n)
-    wc = var_c / (2.0 * n)
+    wz = _blur_weight(var_z, n)
+    wc = _blur_weight(var_c, n)
     nz = acc.shape[0]
     nc = acc.shape[1]
     size = nz * nc

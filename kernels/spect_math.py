@@ -20,6 +20,10 @@ convention of ``recon.data.spect`` (detector normal n = (sin, -cos)).
 
 Image slices are addressed flat: ``plane[z, y * nx + x]`` of a (nz, ny * nx)
 view of the (nz, ny, nx) volume, so one tap is one offset.
+
+Numba's on-disk cache of :mod:`kernels.spect_cpu` checks only that file's time
+stamp: after editing this module, touch ``spect_cpu.py`` (or delete
+``kernels/__pycache__``) so the CPU kernels are recompiled.
 """
 from __future__ import annotations
 
@@ -124,6 +128,14 @@ def blur_passes(var_z: float, var_c: float) -> int:
     return int(math.ceil(v / MAX_PASS_VARIANCE))
 
 
+def blur_weight(var: float, n_passes: int) -> float:
+    """Side weight w of each of ``n_passes`` 3-tap passes that together carry variance ``var`` (pixel^2).
+
+    One pass [w, 1-2w, w] has variance 2w, and variances of passes add: w = var / (2 n).
+    """
+    return var / (2.0 * n_passes)
+
+
 def blur3(left: float, mid: float, right: float, w: float) -> float:
     """3-tap kernel [w, 1-2w, w] (variance 2w pixel^2) applied to three neighbours."""
     return (1.0 - 2.0 * w) * mid + w * (left + right)
@@ -145,7 +157,7 @@ def blur3_axis1_at(src: Any, z: int, c: int, w: float) -> float:
 
 FUNCTIONS: tuple[str, ...] = (
     "rotated_to_image", "image_to_rotated", "bilinear_taps", "tap_sum", "tap_scatter", "bilinear_weight",
-    "attenuation_step", "blur_passes", "blur3", "blur3_axis0_at", "blur3_axis1_at",
+    "attenuation_step", "blur_passes", "blur_weight", "blur3", "blur3_axis0_at", "blur3_axis1_at",
 )
 
 

@@ -141,3 +141,31 @@ def test_device_array_of_unknown_package_is_refused_by_name():
 
     with pytest.raises(TypeError, match=r"^image: device arrays of type .*_FakeDeviceArray are not supported"):
         sp.forward(_FakeDeviceArray(), _tiny_geometry(), np.arange(2, dtype=np.int64))
+
+
+def test_compiled_math_equals_the_python_functions():
+    """compile_math binds the functions' calls to each other's compiled versions; same numbers as plain Python
+    (to float32 rounding: NumPy scalars keep float32 where Numba widens to float64)."""
+    import numba
+
+    from kernels import spect_math as sm
+
+    cm = sm.compile_math(numba.njit)
+    src = np.arange(12, dtype=np.float32).reshape(3, 4) ** 1.5
+    for z in range(3):
+        for c in range(4):
+            assert cm["blur3_axis0_at"](src, z, c, 0.2) == pytest.approx(sm.blur3_axis0_at(src, z, c, 0.2), rel=1e-6)
+            assert cm["blur3_axis1_at"](src, z, c, 0.2) == pytest.approx(sm.blur3_axis1_at(src, z, c, 0.2), rel=1e-6)
+    for iy, ix in ((1.25, 2.5), (-0.5, 0.3), (2.9, 3.99), (5.0, -2.0)):
+        assert cm["bilinear_taps"](iy, ix, 3, 4) == sm.bilinear_taps(iy, ix, 3, 4)
+    flat = src.reshape(1, 12)
+    taps = sm.bilinear_taps(1.25, 2.5, 3, 4)
+    assert cm["tap_sum"](flat, 0, *taps) == pytest.approx(sm.tap_sum(flat, 0, *taps), rel=1e-6)
+    expected = 0.75 * 0.5 * (src[1, 2] + src[1, 3]) + 0.25 * 0.5 * (src[2, 2] + src[2, 3])  # by hand
+    assert sm.tap_sum(flat, 0, *taps) == pytest.approx(expected)
+    t_py, t_nb = np.ones(2, np.float32), np.ones(2, np.float32)
+    f_py, f_nb = sm.attenuation_step(t_py, 1, 0.3), cm["attenuation_step"](t_nb, 1, 0.3)
+    assert f_nb == pytest.approx(f_py) == pytest.approx(np.exp(-0.15))
+    assert t_nb[1] == pytest.approx(t_py[1]) == pytest.approx(np.exp(-0.3), rel=1e-6)
+    assert cm["attenuation_step"](t_nb, 0, 0.0) == 1.0 and t_nb[0] == 1.0
+    assert cm["blur_passes"](1.2, 0.3) == sm.blur_passes(1.2, 0.3) == 3
