@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
 import resource
 import re
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from recon import backend  # noqa: E402
 from recon.backend import resolve_device, to_device, to_host  # noqa: E402
 from recon.data import ImageGrid  # noqa: E402
 from recon.phantoms.library import bone_torso  # noqa: E402
@@ -49,40 +49,26 @@ CASES = {
 
 
 def device_description(device: str) -> dict[str, Any]:
-    """Name the hardware the numbers were measured on."""
+    """Name the hardware the numbers were measured on: the host always, the GPU (name, memory,
+    compute capability, driver) when ``device`` is "cuda" (from :func:`recon.backend.device_info`)."""
     info: dict[str, Any] = {"kind": device, "platform": platform.platform()}
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["cpu"] = cpu
-    info["cpu_cores"] = os.cpu_count()
+    host = backend.device_info("cpu")
+    info["cpu"], info["cpu_cores"] = host["cpu"], host["cpu_cores"]
     if device == "cuda":
-        import cupy as cp  # noqa: PLC0415
-
-        props = cp.cuda.runtime.getDeviceProperties(0)
-        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        info["gpu_memory_gib"] = props["totalGlobalMem"] / 2**30
+        gpu = backend.device_info("cuda")
+        info.update({k: v for k, v in gpu.items() if k not in ("kind", "cupy_version")})
     return info
 
 
-def versions() -> dict[str, str]:
+def versions(device: str) -> dict[str, str]:
     import numba  # noqa: PLC0415
 
     import recon  # noqa: PLC0415
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
            "recon": recon.__version__}
-    try:
-        import cupy  # noqa: PLC0415
-
-        out["cupy"] = cupy.__version__
-    except Exception:  # noqa: BLE001 - optional
-        pass
+    if device == "cuda":
+        out["cupy"] = backend.device_info("cuda")["cupy_version"]
     return out
 
 
@@ -90,9 +76,7 @@ def timed(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, Any]
     """Median wall time (s) of ``fn`` over ``repeats`` runs after one warm-up, synchronising the GPU."""
     def sync() -> None:
         if device == "cuda":
-            import cupy as cp  # noqa: PLC0415
-
-            cp.cuda.Device().synchronize()
+            backend.synchronize()
 
     result = fn()
     sync()
@@ -138,9 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = SPECTSystemModel(acq.geometry, acq.collimator, acq.photon_energy_kev, phantom.mu_map, True, device)
     if device == "cuda":
-        import cupy as cp  # noqa: PLC0415
-
-        cp.cuda.Device().synchronize()
+        backend.synchronize()
     t_model = time.perf_counter() - t0
     x = to_device(np.ones(model.image_shape, np.float32), device)
     y = to_device(np.ascontiguousarray(acq.photopeak_counts), device)
@@ -159,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        "attenuation": True, "psf": True, "scatter": "tew", "collimator": acq.collimator.name,
                        "repeats": args.repeats},
         "device": device_description(device),
-        "versions": versions(),
+        "versions": versions(device),
         "seconds": {
             "model_and_attenuation_factors": t_model,
             "forward_all_views": t_fwd,
@@ -171,9 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "forward_traffic": forward_traffic(model, t_fwd),
     }
     if device == "cuda":
-        import cupy as cp  # noqa: PLC0415
-
-        result["peak_gpu_pool_gib"] = cp.get_default_memory_pool().total_bytes() / 2**30
+        result["peak_gpu_pool_gib"] = backend.gpu_pool_bytes() / 2**30
     if args.pytomography:
         result["pytomography"] = run_pytomography(acq, phantom, scatter, args, to_host(volume.data), t_total)
     return result

@@ -4,48 +4,50 @@ The per-element math lives in :mod:`kernels.spect_math`; this module only loops.
 """
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import prange
 
 from kernels import spect_math as sm
 
-_jit = numba.njit(cache=True, inline="always")
-_rotated_to_image = _jit(sm.rotated_to_image)
-_bilinear_setup = _jit(sm.bilinear_setup)
-_bilinear_sample = _jit(sm.make_bilinear_sample(_bilinear_setup))
-_blur_passes = _jit(sm.blur_passes)
-_blur3_axis0_at = _jit(sm.blur3_axis0_at)
-_blur3_axis1_at = _jit(sm.blur3_axis1_at)
+_math = sm.compile_math(numba.njit(inline="always"))
+_rotated_to_image = _math["rotated_to_image"]
+_bilinear_taps = _math["bilinear_taps"]
+_tap_sum = _math["tap_sum"]
+_tap_scatter = _math["tap_scatter"]
+_attenuation_step = _math["attenuation_step"]
+_blur_passes = _math["blur_passes"]
+_blur_weight = _math["blur_weight"]
+_blur3 = _math["blur3"]
+_blur3_axis0_at = _math["blur3_axis0_at"]
+_blur3_axis1_at = _math["blur3_axis1_at"]
 
 
 @numba.njit(cache=True, fastmath=True)
 def _blur_plane(acc: np.ndarray, tmp: np.ndarray, var_z: float, var_c: float) -> None:
     """In place: blur 2-D ``acc`` (z, c) by variances (pixel^2) ``var_z``, ``var_c`` via 3-tap passes.
 
-    Interior points use the 3-tap formula of :mod:`kernels.spect_math` written as
-    branch-free row operations (vectorisable); the edges call the shared functions.
+    Interior points call the 3-tap formula with their neighbours directly (branch-free
+    rows, vectorisable); the edges call the zero-padded versions. Both are :mod:`kernels.spect_math`.
     """
     n = _blur_passes(var_z, var_c)
     if n == 0:
         return
-    wz = var_z / (2.0 * n)
-    wc = var_c / (2.0 * n)
+    wz = _blur_weight(var_z, n)
+    wc = _blur_weight(var_c, n)
     nz, nc = acc.shape
     for _ in range(n):
         for z in range(nz):
             if 0 < z < nz - 1:
                 for c in range(nc):
-                    tmp[z, c] = (1.0 - 2.0 * wz) * acc[z, c] + wz * (acc[z - 1, c] + acc[z + 1, c])
+                    tmp[z, c] = _blur3(acc[z - 1, c], acc[z, c], acc[z + 1, c], wz)
             else:
                 for c in range(nc):
                     tmp[z, c] = _blur3_axis0_at(acc, z, c, wz)
         for z in range(nz):
             acc[z, 0] = _blur3_axis1_at(tmp, z, 0, wc)
             for c in range(1, nc - 1):
-                acc[z, c] = (1.0 - 2.0 * wc) * tmp[z, c] + wc * (tmp[z, c - 1] + tmp[z, c + 1])
+                acc[z, c] = _blur3(tmp[z, c - 1], tmp[z, c], tmp[z, c + 1], wc)
             if nc > 1:
                 acc[z, nc - 1] = _blur3_axis1_at(tmp, z, nc - 1, wc)
 
@@ -61,11 +63,11 @@ def _plane_taps(k, nc, ny, nx, cos_t, sin_t, kc, cc, cy, cx, offs, ww):
     c_hi = 0
     for c in range(nc):
         iy, ix = _rotated_to_image(k, c, cos_t, sin_t, kc, cc, cy, cx)
-        y0, y1, x0, x1, w00, w01, w10, w11 = _bilinear_setup(iy, ix, ny, nx)
-        offs[c, 0] = y0 * nx + x0
-        offs[c, 1] = y0 * nx + x1
-        offs[c, 2] = y1 * nx + x0
-        offs[c, 3] = y1 * nx + x1
+        o00, o01, o10, o11, w00, w01, w10, w11 = _bilinear_taps(iy, ix, ny, nx)
+        offs[c, 0] = o00
+        offs[c, 1] = o01
+        offs[c, 2] = o10
+        offs[c, 3] = o11
         ww[c, 0] = w00
         ww[c, 1] = w01
         ww[c, 2] = w10
@@ -99,8 +101,8 @@ def forward_views(image, att, use_att, views, cos_t, sin_t, var_z, var_c, center
             plane_sum = 0.0
             for z in range(nz):
                 for c in range(c_lo, c_hi):
-                    val = (ww[c, 0] * img[z, offs[c, 0]] + ww[c, 1] * img[z, offs[c, 1]]
-                           + ww[c, 2] * img[z, offs[c, 2]] + ww[c, 3] * img[z, offs[c, 3]])
+                    val = _tap_sum(img, z, offs[c, 0], offs[c, 1], offs[c, 2], offs[c, 3],
+                                   ww[c, 0], ww[c, 1], ww[c, 2], ww[c, 3])
                     if use_att:
                         val *= att[v, z, k, c]
                     acc[z, c] += val
@@ -162,20 +164,16 @@ def scatter_planes_to_image(planes, views, cos_t, sin_t, centers, n_blocks, out)
                 c_lo, c_hi = _plane_taps(k, nc, ny, nx, cos_t[v], sin_t[v], kc, cc, cy, cx, offs, ww)
                 for z in range(z_lo, z_hi):
                     for c in range(c_lo, c_hi):
-                        val = planes[i, z, k, c]
-                        img[z, offs[c, 0]] += ww[c, 0] * val
-                        img[z, offs[c, 1]] += ww[c, 1] * val
-                        img[z, offs[c, 2]] += ww[c, 2] * val
-                        img[z, offs[c, 3]] += ww[c, 3] * val
+                        _tap_scatter(img, z, offs[c, 0], offs[c, 1], offs[c, 2], offs[c, 3],
+                                     ww[c, 0], ww[c, 1], ww[c, 2], ww[c, 3], planes[i, z, k, c])
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def attenuation_factors(mu, views, cos_t, sin_t, centers, step_mm, out):
     """out[i, z, k, c] = exp(-line integral of mu (1/mm) from the centre of plane k to the detector).
 
-    Walks each ray from the detector inwards keeping the transmission so far, T; a
-    sample with attenuation m = mu * step gives T * exp(-m/2) and updates T by
-    exp(-m) = exp(-m/2)^2, so samples in air cost no exponential at all.
+    Walks each ray from the detector inwards keeping the transmission so far
+    (:func:`kernels.spect_math.attenuation_step`, float32 like the CUDA path).
     """
     nz, ny, nx = mu.shape
     mu2 = mu.reshape(nz, ny * nx)
@@ -194,11 +192,6 @@ def attenuation_factors(mu, views, cos_t, sin_t, centers, step_mm, out):
                 for c in range(nc):
                     m = np.float32(0.0)
                     if c_lo <= c < c_hi:
-                        m = step * (ww[c, 0] * mu2[z, offs[c, 0]] + ww[c, 1] * mu2[z, offs[c, 1]]
-                                    + ww[c, 2] * mu2[z, offs[c, 2]] + ww[c, 3] * mu2[z, offs[c, 3]])
-                    if m > 0.0:
-                        half = math.exp(-0.5 * m)
-                        out[i, z, k, c] = trans[z, c] * half
-                        trans[z, c] *= half * half
-                    else:
-                        out[i, z, k, c] = trans[z, c]
+                        m = step * _tap_sum(mu2, z, offs[c, 0], offs[c, 1], offs[c, 2], offs[c, 3],
+                                            ww[c, 0], ww[c, 1], ww[c, 2], ww[c, 3])
+                    out[i, z, k, c] = _attenuation_step(trans, (z, c), m)

@@ -1,9 +1,11 @@
-"""Per-element math of the rotate-and-sum SPECT projector, written once.
+"""Per-element math of the rotate-and-sum SPECT projector, written once for both targets.
 
-These are plain Python functions on scalars and arrays. ``kernels.spect_cpu``
-compiles them with ``numba.njit`` and ``kernels.spect_cuda`` with
-``numba.cuda.jit(device=True)``, so the CPU path is the tested truth for the
-GPU path.
+These are plain Python functions on scalars and arrays. :func:`compile_math`
+compiles all of them with one decorator: ``numba.njit`` in
+:mod:`kernels.spect_cpu`, ``numba.cuda.jit(device=True)`` in
+:mod:`kernels.spect_cuda`; calls between them resolve to the compiled versions
+of the same target. Both launchers call these functions and nothing else for
+the arithmetic, so the CPU path is the tested truth for the GPU path.
 
 Geometry in index units (voxel size = detector pixel size in the transaxial
 plane). For a view with detector-normal angle theta, the rotated frame has a
@@ -15,10 +17,21 @@ column index c. The rotated sample (k, c) sits in the image at::
 
 with (cx, cy, cc, kc) the centre indices; this is the documented angle
 convention of ``recon.data.spect`` (detector normal n = (sin, -cos)).
+
+Image slices are addressed flat: ``plane[z, y * nx + x]`` of a (nz, ny * nx)
+view of the (nz, ny, nx) volume, so one tap is one offset.
+
+Numba's on-disk cache of :mod:`kernels.spect_cpu` checks only that file's time
+stamp: after editing this module, touch ``spect_cpu.py`` (or delete
+``kernels/__pycache__``) so the CPU kernels are recompiled.
 """
 from __future__ import annotations
 
 import math
+import types
+from typing import Any, Callable
+
+import numpy as np
 
 # Largest variance (pixel^2) one 3-tap pass may carry; larger increments are
 # split into several passes so each kernel [w, 1 - 2w, w] stays Gaussian-like.
@@ -41,11 +54,12 @@ def image_to_rotated(iy: float, ix: float, cos_t: float, sin_t: float,
     return kc + dx * sin_t - dy * cos_t, cc + dx * cos_t + dy * sin_t
 
 
-def bilinear_setup(iy: float, ix: float, ny: int, nx: int) -> tuple[int, int, int, int, float, float, float, float]:
-    """Taps of a bilinear sample at fractional (iy, ix) on an ny x nx plane.
+def bilinear_taps(iy: float, ix: float, ny: int, nx: int) -> tuple:
+    """The four taps of a bilinear sample at fractional (iy, ix) of an ny x nx slice.
 
-    Returns (y0, y1, x0, x1, w00, w01, w10, w11): tap indices clamped into the
-    plane and weights, zero for taps outside it (zero padding).
+    Returns (o00, o01, o10, o11, w00, w01, w10, w11): flat offsets ``y * nx + x``
+    of taps (y0, x0), (y0, x1), (y1, x0), (y1, x1), clamped into the slice, and
+    their float32 weights, zero for taps outside it (zero padding).
     """
     y0f = math.floor(iy)
     x0f = math.floor(ix)
@@ -57,35 +71,53 @@ def bilinear_setup(iy: float, ix: float, ny: int, nx: int) -> tuple[int, int, in
     wy1 = fy if 0 <= y0 + 1 < ny else 0.0
     wx0 = 1.0 - fx if 0 <= x0 < nx else 0.0
     wx1 = fx if 0 <= x0 + 1 < nx else 0.0
-    y0c = min(max(y0, 0), ny - 1)
-    y1c = min(max(y0 + 1, 0), ny - 1)
+    y0c = min(max(y0, 0), ny - 1) * nx
+    y1c = min(max(y0 + 1, 0), ny - 1) * nx
     x0c = min(max(x0, 0), nx - 1)
     x1c = min(max(x0 + 1, 0), nx - 1)
-    return y0c, y1c, x0c, x1c, wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
+    return (y0c + x0c, y0c + x1c, y1c + x0c, y1c + x1c,
+            np.float32(wy0 * wx0), np.float32(wy0 * wx1), np.float32(wy1 * wx0), np.float32(wy1 * wx1))
 
 
-def make_bilinear_sample(setup):
-    """Build ``bilinear_sample(vol, z, iy, ix)`` around a compiled :func:`bilinear_setup`.
+def tap_sum(plane: Any, z: int, o00: int, o01: int, o10: int, o11: int,
+            w00: float, w01: float, w10: float, w11: float) -> float:
+    """Bilinear sample of slice z of flat ``plane`` (nz, ny * nx) from its taps (:func:`bilinear_taps`)."""
+    return w00 * plane[z, o00] + w01 * plane[z, o01] + w10 * plane[z, o10] + w11 * plane[z, o11]
 
-    Compiled functions can only call compiled functions, so each target passes
-    its own compiled ``setup``; the formula stays here, once.
-    """
 
-    def bilinear_sample(vol, z, iy, ix):
-        """Bilinear interpolation of ``vol[z]`` at fractional (iy, ix); zero outside."""
-        y0, y1, x0, x1, w00, w01, w10, w11 = setup(iy, ix, vol.shape[1], vol.shape[2])
-        return w00 * vol[z, y0, x0] + w01 * vol[z, y0, x1] + w10 * vol[z, y1, x0] + w11 * vol[z, y1, x1]
-
-    return bilinear_sample
+def tap_scatter(plane: Any, z: int, o00: int, o01: int, o10: int, o11: int,
+                w00: float, w01: float, w10: float, w11: float, val: float) -> None:
+    """Transpose of :func:`tap_sum`: add ``val`` into slice z of ``plane`` through the taps."""
+    plane[z, o00] += w00 * val
+    plane[z, o01] += w01 * val
+    plane[z, o10] += w10 * val
+    plane[z, o11] += w11 * val
 
 
 def bilinear_weight(py: float, px: float, iy: int, ix: int) -> float:
-    """Weight that a bilinear sample at (py, px) gives voxel (iy, ix)."""
+    """Weight that a bilinear sample at (py, px) gives voxel (iy, ix) (transpose of :func:`bilinear_taps`)."""
     wy = 1.0 - abs(py - iy)
     wx = 1.0 - abs(px - ix)
     if wy <= 0.0 or wx <= 0.0:
-        return 0.0
-    return wy * wx
+        return np.float32(0.0)
+    return np.float32(wy * wx)
+
+
+def attenuation_step(trans: Any, idx: Any, m: float) -> float:
+    """One depth sample of the walk from the detector inwards; returns its attenuation factor.
+
+    ``trans[idx]`` holds the transmission (float32) from the detector to the near
+    edge of the sample and ``m`` = mu (1/mm) x step (mm) is the sample's
+    attenuation. The factor at the sample centre is trans exp(-m/2); ``trans[idx]``
+    becomes trans exp(-m), from the same exponential. Samples in air (m = 0)
+    cost no exponential and no store.
+    """
+    t = trans[idx]
+    if m > 0.0:
+        half = math.exp(-0.5 * m)
+        trans[idx] = t * (half * half)
+        return t * half
+    return t
 
 
 def blur_passes(var_z: float, var_c: float) -> int:
@@ -96,21 +128,53 @@ def blur_passes(var_z: float, var_c: float) -> int:
     return int(math.ceil(v / MAX_PASS_VARIANCE))
 
 
-def blur3_axis0_at(src, z: int, c: int, w: float) -> float:
-    """3-tap kernel [w, 1-2w, w] along axis 0 of 2-D ``src`` at (z, c), zero outside."""
-    val = (1.0 - 2.0 * w) * src[z, c]
-    if z > 0:
-        val += w * src[z - 1, c]
-    if z + 1 < src.shape[0]:
-        val += w * src[z + 1, c]
-    return val
+def blur_weight(var: float, n_passes: int) -> float:
+    """Side weight w of each of ``n_passes`` 3-tap passes that together carry variance ``var`` (pixel^2).
+
+    One pass [w, 1-2w, w] has variance 2w, and variances of passes add: w = var / (2 n).
+    """
+    return var / (2.0 * n_passes)
 
 
-def blur3_axis1_at(src, z: int, c: int, w: float) -> float:
-    """3-tap kernel [w, 1-2w, w] along axis 1 of 2-D ``src`` at (z, c), zero outside."""
-    val = (1.0 - 2.0 * w) * src[z, c]
-    if c > 0:
-        val += w * src[z, c - 1]
-    if c + 1 < src.shape[1]:
-        val += w * src[z, c + 1]
-    return val
+def blur3(left: float, mid: float, right: float, w: float) -> float:
+    """3-tap kernel [w, 1-2w, w] (variance 2w pixel^2) applied to three neighbours."""
+    return (1.0 - 2.0 * w) * mid + w * (left + right)
+
+
+def blur3_axis0_at(src: Any, z: int, c: int, w: float) -> float:
+    """:func:`blur3` along axis 0 of 2-D ``src`` at (z, c), zero outside."""
+    left = src[z - 1, c] if z > 0 else 0.0
+    right = src[z + 1, c] if z + 1 < src.shape[0] else 0.0
+    return blur3(left, src[z, c], right, w)
+
+
+def blur3_axis1_at(src: Any, z: int, c: int, w: float) -> float:
+    """:func:`blur3` along axis 1 of 2-D ``src`` at (z, c), zero outside."""
+    left = src[z, c - 1] if c > 0 else 0.0
+    right = src[z, c + 1] if c + 1 < src.shape[1] else 0.0
+    return blur3(left, src[z, c], right, w)
+
+
+FUNCTIONS: tuple[str, ...] = (
+    "rotated_to_image", "image_to_rotated", "bilinear_taps", "tap_sum", "tap_scatter", "bilinear_weight",
+    "attenuation_step", "blur_passes", "blur_weight", "blur3", "blur3_axis0_at", "blur3_axis1_at",
+)
+
+
+def compile_math(jit: Callable[[Callable], Any]) -> dict[str, Any]:
+    """Every function of :data:`FUNCTIONS` compiled with ``jit``, calling each other's compiled versions.
+
+    ``jit`` is e.g. ``numba.njit(inline="always")`` or
+    ``numba.cuda.jit(device=True, inline="always")``. Each function is rebuilt
+    over one shared globals dict in which its siblings are replaced by their
+    compiled versions (compiled code can only call compiled code).
+    """
+    scope: dict[str, Any] = dict(globals())
+    compiled: dict[str, Any] = {}
+    for name in FUNCTIONS:
+        f = globals()[name]
+        g = types.FunctionType(f.__code__, scope, name, f.__defaults__, f.__closure__)
+        g.__doc__, g.__qualname__ = f.__doc__, f.__qualname__
+        compiled[name] = jit(g)
+    scope.update(compiled)
+    return compiled

@@ -1,9 +1,12 @@
 """Rotate-and-sum parallel-hole SPECT projector: the one public entry per operation.
 
 Each function validates its arrays once and dispatches on where they live:
-NumPy arrays run the Numba CPU launchers (:mod:`kernels.spect_cpu`), CuPy arrays
-the CUDA launchers (:mod:`kernels.spect_cuda`). Results come back in the
-caller's array module.
+NumPy arrays run the Numba CPU launchers (:mod:`kernels.spect_cpu`), device
+arrays (anything with ``__cuda_array_interface__`` whose package is a
+NumPy-like array module, i.e. CuPy) the CUDA launchers (:mod:`kernels.spect_cuda`).
+Results come back in the caller's array module. This package imports nothing
+from ``recon`` and never imports CuPy: the array module is found from the
+arrays' own type.
 
 Model, per view (index units; see :mod:`kernels.spect_math` for the frame)::
 
@@ -18,12 +21,60 @@ projector is the exact transpose of each step in reverse order.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from recon.backend import array_module, is_device_array
+# What a device array's package must provide to be used as its array module.
+_NAMESPACE_NEEDS: tuple[str, ...] = ("empty", "zeros", "arange", "asarray", "isfinite", "float32", "int64")
+
+
+def is_device_array(a: Any) -> bool:
+    """True for a GPU array (one that exposes ``__cuda_array_interface__``)."""
+    return hasattr(a, "__cuda_array_interface__")
+
+
+def _location(a: Any) -> tuple:
+    """("cpu",) for host arrays, ("cuda", device id) for device arrays."""
+    if not is_device_array(a):
+        return ("cpu",)
+    dev = getattr(a, "device", None)
+    return ("cuda", getattr(dev, "id", getattr(dev, "index", None)))
+
+
+def _namespace_of(name: str, a: Any) -> Any:
+    """The array module of ``a``: numpy on the host, the package of its type (e.g. cupy) on the device."""
+    if not is_device_array(a):
+        return np
+    xp = sys.modules.get(type(a).__module__.split(".")[0])
+    if xp is None or not all(hasattr(xp, attr) for attr in _NAMESPACE_NEEDS):
+        raise TypeError(f"{name}: device arrays of type {type(a).__module__}.{type(a).__name__} are not supported "
+                        "(use CuPy arrays)")
+    return xp
+
+
+def array_module(**named: Any) -> Any:
+    """The one array module of the named arrays (None entries ignored).
+
+    Raises ValueError naming the first argument that lives on another device than the first one.
+    """
+    first_name, first_loc, xp = None, None, np
+    for name, a in named.items():
+        if a is None:
+            continue
+        loc = _location(a)
+        if first_name is None:
+            first_name, first_loc, xp = name, loc, _namespace_of(name, a)
+        elif loc != first_loc:
+            raise ValueError(f"{name} is on {_describe(loc)} but {first_name} is on {_describe(first_loc)}; "
+                             "all arrays must live on one device")
+    return xp
+
+
+def _describe(loc: tuple) -> str:
+    return "the host (NumPy)" if loc[0] == "cpu" else f"CUDA device {loc[1]}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +172,7 @@ def _check_views(views: Any, geom: RotateSumGeometry) -> None:
 
 
 def _check_scratch(name: str, a: Any, n_views: int, nz: int, nc: int) -> None:
+    _check_float32(f"workspace.{name}", a, 3)
     if a.shape[0] < n_views or tuple(a.shape[1:]) != (nz, nc):
         raise ValueError(f"workspace {name} {tuple(a.shape)} too small for {(n_views, nz, nc)}")
 
@@ -131,14 +183,15 @@ def _check_att(att: Any, n_views: int, nz: int, nk: int, nc: int) -> None:
         raise ValueError(f"att shape {tuple(att.shape)} must be (n_views, nz, n_depth, nc) = {(n_views, nz, nk, nc)}")
 
 
-_DUMMY_ATT: dict[int, Any] = {}
+_DUMMY_ATT: dict[tuple, Any] = {}
 
 
-def _dummy_att(xp: Any) -> Any:
-    """A placeholder for "no attenuation", allocated once per array module."""
-    if id(xp) not in _DUMMY_ATT:
-        _DUMMY_ATT[id(xp)] = xp.zeros((1, 1, 1, 1), dtype=xp.float32)
-    return _DUMMY_ATT[id(xp)]
+def _dummy_att(xp: Any, like: Any) -> Any:
+    """A placeholder for "no attenuation", allocated once per array module and device (that of ``like``)."""
+    key = (id(xp), _location(like))
+    if key not in _DUMMY_ATT:
+        _DUMMY_ATT[key] = xp.zeros((1, 1, 1, 1), dtype=xp.float32)
+    return _DUMMY_ATT[key]
 
 
 def attenuation_factors(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: int) -> Any:
@@ -147,12 +200,13 @@ def attenuation_factors(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols
     ``step_mm`` is the depth sample spacing (the voxel size). Computed once per study.
     """
     _check_float32("mu", mu, 3)
-    xp_mu = array_module(mu)
-    if not bool(xp_mu.isfinite(mu).all()) or bool((mu < 0).any()):
+    xp = array_module(mu=mu)
+    if not bool(xp.isfinite(mu).all()) or bool((mu < 0).any()):
         raise ValueError("mu must be finite and non-negative (1/mm)")
     if not step_mm > 0:
         raise ValueError(f"step_mm must be positive, got {step_mm}")
-    xp = array_module(mu)
+    if int(n_cols) < 1:
+        raise ValueError(f"n_cols must be >= 1, got {n_cols}")
     nz = mu.shape[0]
     out = xp.empty((geom.n_views, nz, geom.n_depth, n_cols), dtype=xp.float32)
     views = xp.arange(geom.n_views, dtype=xp.int64)
@@ -177,7 +231,7 @@ def forward(image: Any, geom: RotateSumGeometry, views: Any, att: Any | None = N
     """
     _check_float32("image", image, 3)
     _check_views(views, geom)
-    xp = array_module(image, views, att, out)
+    xp = array_module(image=image, views=views, att=att, out=out)
     nz, _, nx = image.shape
     nc = nx if out is None else out.shape[2]
     if att is not None:
@@ -189,13 +243,14 @@ def forward(image: Any, geom: RotateSumGeometry, views: Any, att: Any | None = N
     if tuple(out.shape) != (views.size, nz, nc):
         raise ValueError(f"out shape {tuple(out.shape)} must be {(views.size, nz, nc)}")
     use_att = att is not None
-    att_arr = att if use_att else _dummy_att(xp)
+    att_arr = att if use_att else _dummy_att(xp, image)
     cos_t, sin_t, var_z, var_c, centers = geom.arrays(xp)
     if is_device_array(image):
         from kernels import spect_cuda  # noqa: PLC0415
 
         ws = workspace or ProjectorWorkspace.allocate(xp, views.size, nz, 1, nc)
         _check_scratch("tmp", ws.tmp, views.size, nz, nc)
+        array_module(image=image, **{"workspace.tmp": ws.tmp})
         spect_cuda.forward_views(image, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers,
                                  ws.tmp, out)
     else:
@@ -210,7 +265,7 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
     """Adjoint of :func:`forward`: image (nz, ny, nx) = A^T proj; adds into ``out`` when given."""
     _check_float32("proj", proj, 3)
     _check_views(views, geom)
-    xp = array_module(proj, views, att, out)
+    xp = array_module(proj=proj, views=views, att=att, out=out)
     n_sub, nz, nc = proj.shape
     if n_sub != views.size:
         raise ValueError(f"proj has {n_sub} views but {views.size} view indices were given")
@@ -225,17 +280,20 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
         raise ValueError(f"out shape {tuple(out.shape)} must be {tuple(image_shape)}")
     nk = geom.n_depth
     ws = workspace or ProjectorWorkspace.allocate(xp, n_sub, nz, nk, nc)
+    _check_float32("workspace.planes", ws.planes, 4)
+    array_module(proj=proj, **{"workspace.planes": ws.planes})
     if ws.planes.shape[0] < n_sub or tuple(ws.planes.shape[1:]) != (nz, nk, nc):
         raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_sub, nz, nk, nc)}")
     planes = ws.planes[:n_sub]
     use_att = att is not None
-    att_arr = att if use_att else _dummy_att(xp)
+    att_arr = att if use_att else _dummy_att(xp, proj)
     cos_t, sin_t, var_z, var_c, centers = geom.arrays(xp)
     if is_device_array(proj):
         from kernels import spect_cuda  # noqa: PLC0415
 
         _check_scratch("acc", ws.acc, n_sub, nz, nc)
         _check_scratch("tmp", ws.tmp, n_sub, nz, nc)
+        array_module(proj=proj, **{"workspace.acc": ws.acc, "workspace.tmp": ws.tmp})
         spect_cuda.back_views(proj, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers,
                               ws.acc, ws.tmp, planes, out)
     else:

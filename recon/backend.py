@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import platform
 from typing import Any, Literal
 
 import numpy as np
@@ -92,6 +94,64 @@ def to_host(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def device_of(a: Any) -> str:
-    """``"cuda"`` for a CuPy array, ``"cpu"`` otherwise."""
-    return "cuda" if is_device_array(a) else "cpu"
+def synchronize(a: Any = None) -> None:
+    """Wait until the GPU work queued on the device of ``a`` has finished (a CuPy array, the cupy
+    module or None for the current device); a no-op for host arrays, numpy, or without CuPy.
+
+    Use it around timings: GPU launches return before the work is done.
+    """
+    cp = _cupy()
+    if cp is None or a is np or isinstance(a, np.ndarray):
+        return
+    if isinstance(a, cp.ndarray):
+        a.device.synchronize()
+    else:
+        cp.cuda.Device().synchronize()
+
+
+def device_info(device: str = "cuda", index: int = 0) -> dict[str, Any]:
+    """What the numbers were measured on, as plain JSON-able values.
+
+    ``"cpu"``: processor name and logical cores. ``"cuda"``: GPU ``index``'s name, memory (GiB),
+    compute capability ("9.0"), driver and runtime versions ("12.4") and the CuPy version.
+    Raises RuntimeError for ``"cuda"`` without a usable GPU.
+    """
+    dev = resolve_device(device)
+    if dev == "cpu":
+        return {"kind": "cpu", "cpu": _cpu_name(), "cpu_cores": os.cpu_count()}
+    cp = _cupy()
+    props = cp.cuda.runtime.getDeviceProperties(index)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return {
+        "kind": "cuda",
+        "gpu": name,
+        "gpu_index": index,
+        "gpu_memory_gib": props["totalGlobalMem"] / 2**30,
+        "compute_capability": f"{props['major']}.{props['minor']}",
+        "driver_version": _cuda_version(cp.cuda.runtime.driverGetVersion()),
+        "runtime_version": _cuda_version(cp.cuda.runtime.runtimeGetVersion()),
+        "cupy_version": cp.__version__,
+    }
+
+
+def gpu_pool_bytes() -> int:
+    """Bytes held by CuPy's default memory pool (the GPU memory our arrays occupy); 0 without CuPy."""
+    cp = _cupy()
+    return 0 if cp is None else int(cp.get_default_memory_pool().total_bytes())
+
+
+def _cuda_version(v: int) -> str:
+    """CUDA's integer version (12040) as "12.4"."""
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def _cpu_name() -> str:
+    """Processor model name from /proc/cpuinfo, else the platform's answer, else "unknown"."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
