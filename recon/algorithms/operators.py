@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from recon.algorithms.protocol import LinearOperator
-from recon.backend import device_of
+from recon.backend import is_device_array
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -109,9 +109,11 @@ class ElementwiseMultiply(_Checked):
         self.out_shape = self.in_shape
 
     def _multiply(self, x: Any) -> Any:
-        if device_of(x) != device_of(self.weights):
+        if is_device_array(x) != is_device_array(self.weights):
+            where = {True: "the GPU", False: "the host"}
             raise ValueError(
-                f"ElementwiseMultiply: input is on {device_of(x)} but the weights are on {device_of(self.weights)}"
+                f"ElementwiseMultiply: input is on {where[is_device_array(x)]} but the weights are on "
+                f"{where[is_device_array(self.weights)]}"
             )
         return x * self.weights
 
