@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recon.commands import common_options
+from recon.commands import check_positive_options, common_options
+from recon.commands.progress import osem_progress_bar
 from recon.backend import DEVICES
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
-from recon.io.atomic import check_writable_target
+from recon.io.atomic import check_writable_directory, check_writable_target
 from recon.io.hdf5 import is_hdf5, read_mu_map, read_projections, write_volume
 from recon.io.nifti import check_nifti_suffix, write_nifti
 from recon.quant.calibration import Calibration, calibrate
@@ -83,7 +84,9 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
     """Projections and mu-map from our HDF5 or from DICOM NM (+ CT)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if is_hdf5(path):
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give an HDF5 projections file or one DICOM NM file")
+    if is_hdf5(path) or path.suffix.lower() in (".h5", ".hdf5"):
         if ct_dir is not None:
             raise ValueError("--ct applies to DICOM input; the HDF5 file carries its own mu-map")
         acq = read_projections(path)
@@ -132,6 +135,7 @@ def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
             raise FileExistsError(f"{args.dicom_out} is not an empty directory; refusing to write a DICOM series into it")
         if not args.dicom_out.parent.is_dir():
             raise FileNotFoundError(f"the parent directory of --dicom-out {args.dicom_out} does not exist")
+        check_writable_directory(args.dicom_out if args.dicom_out.is_dir() else args.dicom_out.parent)
 
 
 def run(args: argparse.Namespace,
@@ -140,6 +144,7 @@ def run(args: argparse.Namespace,
     the loaded acquisition's typed metadata before anything is derived from it."""
     if args.reference_time is not None and args.calibration is None:
         raise ValueError("--reference-time needs --calibration")
+    check_positive_options(args, ("calibration",))
     _check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
     acq, mu = load_input(args.input, args.ct, args.collimator)
     if adjust is not None:
@@ -149,22 +154,23 @@ def run(args: argparse.Namespace,
         raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
                          "or pass --no-attenuation")
     cal = None if args.calibration is None else spect_calibration(acq, args.calibration, args.reference_time)
-    header = None
+    header, conversion = None, None
     if cal is not None and not args.no_suv:
         header, why_not = suv_header(acq, cal)
         if header is None:
             logger.info("no SUV map: %s", why_not)
         else:
-            suv_factors(header, "bw")  # inconsistent dose or times are refused here, before any compute
+            conversion = suv_factors(header, "bw")  # bad dose or times refused (implausible warned) before compute
             _check_outputs(args, [suv_output_path(args.output)])
-    volume = reconstruct_spect(acq, mu, opts)
+    with osem_progress_bar(opts.progress, opts.n_iterations, opts.n_subsets) as callback:
+        volume = reconstruct_spect(acq, mu, opts, callback=callback)
     if cal is not None:
         volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
     suv = None
     if header is not None:
-        suv, _ = suv_volume(volume, header, "bw")
+        suv, _ = suv_volume(volume, header, "bw", conversion=conversion)
         write_volume(suv, suv_output_path(args.output), overwrite=args.overwrite)
         logger.info("wrote %s (%s)", suv_output_path(args.output), suv.unit)
     if args.nifti_out is not None:
