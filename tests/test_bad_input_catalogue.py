@@ -206,14 +206,23 @@ def _file(content: bytes, name: str) -> Callable[[Base, Path], Path]:
     return make
 
 
-def _h5_attr(key: str, value: str) -> Callable[[Base, Path], Path]:
+def _h5_edit(change: Callable[[h5py.File], None]) -> Callable[[Base, Path], Path]:
     def make(b: Base, d: Path) -> Path:
         p = _copy(b, "study", d)
         with h5py.File(p, "r+") as f:
-            f.attrs[key] = value
-        os.utime(p, (0, 1_700_000_000))
+            change(f)
         return p
     return make
+
+
+def _h5_attr(key: str, value: object) -> Callable[[Base, Path], Path]:
+    return _h5_edit(lambda f: f.attrs.__setitem__(key, value))
+
+
+def _nan_count(f: h5py.File) -> None:
+    counts = f["windows/photopeak"][...]
+    counts[0, 0, 0] = np.nan
+    f["windows/photopeak"][...] = counts
 
 
 def _truncated(name: str) -> Callable[[Base, Path], Path]:
@@ -273,7 +282,18 @@ SPECT = [
     _c("spect-volume-as-projections", _spect(input="suv_map"),
        r"expected an HDF5 file of format 'recon-spect-projections', found format 'recon-volume'"),
     _c("spect-bad-metadata-json", _spect_on(_h5_attr("metadata_json", "{not json")),
-       r"bad\.h5|study\.h5.*metadata_json is not valid JSON"),
+       r"study\.h5: metadata_json is not valid JSON"),
+    _c("h5-nan-counts", _spect_on(_h5_edit(_nan_count)),
+       r"study\.h5: window 'photopeak': projections contain NaN or infinite values"),
+    _c("h5-no-geometry", _spect_on(_h5_edit(lambda f: f.__delitem__("geometry"))), r"study\.h5: 'geometry' missing"),
+    _c("h5-newer-version", _spect_on(_h5_attr("format_version", 99)),
+       r"study\.h5: format version 99 is not supported by this reader"),
+    _c("h5-photopeak-unknown", _spect_on(_h5_attr("photopeak", "nope")),
+       r"study\.h5: photopeak window 'nope' is not among"),
+    _c("h5-frame-duration-text", _spect_on(_h5_attr("frame_duration_s", "abc")),
+       r"study\.h5: could not convert string to float: 'abc'"),
+    _c("h5-radionuclide-unknown", _spect_on(_h5_attr("radionuclide", "Xx-999"), "--calibration", "91"),
+       r"study\.h5: unknown radionuclide 'Xx-999'; known: Tc-99m"),
     _c("spect-output-exists", _with(_touch("o.h5"), _spect()), r"o\.h5 exists; refusing to overwrite"),
     _c("spect-output-is-input", lambda b, d: ["spect", str(_copy(b, "study", d)), "-o", str(d / "study.h5"),
                                               "--overwrite", *RECON], r"equals the input path"),
@@ -340,6 +360,24 @@ SPECT = [
        r"nm_bad\.dcm: PixelData .*(truncated|cannot be decoded)"),
     _c("nm-missing-rows", _spect_on(lambda b, d: _nm_variant(b, d, _del("Rows")), "--no-attenuation"),
        r"nm_bad\.dcm: missing required DICOM tag Rows \(0028,0010\)"),
+    _c("nm-pixel-spacing-zero", _spect_on(lambda b, d: _nm_variant(b, d, _set(PixelSpacing=[0, 0])), "--no-attenuation"),
+       r"nm_bad\.dcm: pixel_size_mm must be positive, got 0\.0"),
+    _c("nm-frame-duration-zero", _spect_on(lambda b, d: _nm_variant(
+        b, d, lambda ds: setattr(ds.RotationInformationSequence[0], "ActualFrameDuration", 0)), "--no-attenuation"),
+       r"nm_bad\.dcm: frame_duration_s must be positive, got 0\.0"),
+    _c("nm-modality-ct", _spect_on(lambda b, d: _nm_variant(b, d, _set(Modality="CT")), "--no-attenuation"),
+       r"nm_bad\.dcm: Modality \(0008,0060\) is 'CT', expected 'NM'"),
+    _c("nm-reconstruction-as-projections", _spect_on(lambda b, d: _nm_variant(
+        b, d, _set(ImageType=["ORIGINAL", "PRIMARY", "RECON TOMO", "EMISSION"])), "--no-attenuation"),
+       r"nm_bad\.dcm: ImageType \(0008,0008\) is 'RECON TOMO', a reconstruction, not projections"),
+    _c("nm-frame-count-mismatch", _spect_on(lambda b, d: _nm_variant(b, d, _set(NumberOfFrames=59)), "--no-attenuation"),
+       r"nm_bad\.dcm: inconsistent frame counts: NumberOfFrames \(0028,0008\) is 59"),
+    _c("nm-no-energy-windows", _spect_on(lambda b, d: _nm_variant(b, d, _del("EnergyWindowInformationSequence")),
+                                         "--no-attenuation"),
+       r"nm_bad\.dcm: missing required DICOM tag EnergyWindowInformationSequence \(0054,0012\)"),
+    _c("nm-ct-missing", _spect("--ct", "{d}/noct", input="nm"), r"no such DICOM series directory: .*noct"),
+    _c("nm-ct-empty", _with(_dirs("ct"), _spect("--ct", "{d}/ct", input="nm")),
+       r"no DICOM image files with Modality in \('CT',\) in .*ct"),
     _c("nm-truncated-file", _spect_on(_truncated("nm"), "--no-attenuation"), r"cut_nm\.dcm"),
 ]
 
@@ -388,6 +426,18 @@ SUV = [
        r"mask .*mask\.txt: unsupported format"),
     _c("suv-mask-wrong-shape", _with(lambda b, d: np.save(d / "m.npy", np.ones((2, 2, 2), bool)),
                                      _suv_on(_pet(), "--mask", "{d}/m.npy")), r"has shape \(2, 2, 2\)"),
+    _c("suv-mask-npy-garbage", _with(_touch("m.npy", b"garbage"), _suv_on(_pet(), "--mask", "{d}/m.npy")),
+       r"mask .*m\.npy: not a readable \.npy array"),
+    _c("suv-mask-nii-garbage", _with(_touch("m.nii", b"garbage"), _suv_on(_pet(), "--mask", "{d}/m.nii")),
+       r"m\.nii: not a readable NIfTI image"),
+    _c("suv-segment-without-mask", _suv_on(_pet(), "--segment", "3"), r"--segment N needs --mask SEG\.dcm"),
+    _c("suv-threshold-nan", _suv_on(_pet(), "--lesions", "--threshold", "nan"), r"--threshold must be a finite SUV"),
+    _c("suv-min-volume-negative", _suv_on(_pet(), "--lesions", "--min-volume-ml", "-1"),
+       r"--min-volume-ml must be >= 0 \(mL\), got -1"),
+    _c("suv-nm-projections", _suv_on(lambda b, d: _copy(b, "nm", d)),
+       r"nm\.dcm: ImageType \(0008,0008\) .* is not a reconstruction \(RECON TOMO\)"),
+    _c("suv-dicom-seg-not-empty", _with(_touch("seg/x"), _suv_on(_pet(), "--lesions", "--dicom-seg", "{d}/seg")),
+       r"seg is not an empty directory"),
     _c("suv-weight-500-kg", _suv_on(_pet(), "--weight-kg", "500"),
        r"patient weight 500 kg is implausible \(outside 2-250 kg\)", status=0),
     _c("suv-dose-bq-as-mbq", _suv_on(_pet(), "--dose-mbq", "370000000"),
@@ -415,6 +465,18 @@ OTHER = [
        r"row 2, column iterations: .two. invalid"),
     _c("batch-missing-input-column", lambda b, d: ["batch", str(_manifest(d, "")), "-o", str(d / "out")],
        r"manifest .*m\.csv"),
+    _c("batch-binary-manifest", _argv("batch", "{d}/b.csv", "-o", "{d}/out", files=_touch("b.csv", bytes(range(256)))),
+       r"manifest .*b\.csv is not a UTF-8 CSV text file"),
+    _c("batch-output-is-file", lambda b, d: ["batch", str(_manifest(d, f"a,{_copy(b, 'study', d)},1\n")), "-o",
+                                             str(d / "m.csv")], r"m\.csv is not a directory"),
+    _c("batch-output-read-only", _with(_dirs("ro"), lambda b, d: [
+        "batch", str(_manifest(d, f"a,{_copy(b, 'study', d)},1\n")), "-o", str(d / "ro" / "out")]),
+       r"output directory .*ro is not writable", read_only=("ro",)),
+    _c("batch-resume-and-overwrite", lambda b, d: ["batch", str(_manifest(d, f"a,{_copy(b, 'study', d)},1\n")),
+                                                   "-o", str(d / "out"), "--resume", "--overwrite"],
+       r"--resume keeps finished studies and --overwrite redoes them"),
+    _c("response-counts-volume", _argv("response", "{suv}", "{d}/counts.h5",
+                                       files=lambda b, d: _copy(b, "counts", d)), r"counts\.h5 holds a volume in 'counts', not SUV"),
     _c("demo-out-is-file", _argv("demo", "--size", "64", "--out", "{d}/f", files=_touch("f")),
        r"--out .*f is a file, not a directory"),
     _c("demo-out-read-only", _argv("demo", "--size", "64", "--out", "{d}/ro/x", files=_dirs("ro")),

@@ -29,7 +29,8 @@ from recon.io.atomic import check_writable_directory, check_writable_target
 from recon.io.hdf5 import is_hdf5, read_mu_map, read_projections, write_volume
 from recon.io.nifti import check_nifti_suffix, write_nifti
 from recon.quant.calibration import Calibration, calibrate
-from recon.quant.suv import suv_factors, suv_volume
+from recon.data.series_header import SeriesHeader
+from recon.quant.suv import SUVConversion, suv_factors, suv_volume
 from recon.spect.calibration import decay_reference_time, spect_calibration, suv_header
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 
@@ -138,6 +139,24 @@ def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
         check_writable_directory(args.dicom_out if args.dicom_out.is_dir() else args.dicom_out.parent)
 
 
+def _calibration_and_suv(args: argparse.Namespace, acq: SPECTAcquisition
+                         ) -> tuple[Calibration | None, SeriesHeader | None, SUVConversion | None]:
+    """The calibration (with --calibration) and, when the input allows it, the SUVbw header and factors:
+    inconsistent dose or times are refused and implausible ones warned here, before any compute."""
+    if args.calibration is None:
+        return None, None, None
+    cal = spect_calibration(acq, args.calibration, args.reference_time)
+    if args.no_suv:
+        return cal, None, None
+    header, why_not = suv_header(acq, cal)
+    if header is None:
+        logger.info("no SUV map: %s", why_not)
+        return cal, None, None
+    conversion = suv_factors(header, "bw")
+    _check_outputs(args, [suv_output_path(args.output)])
+    return cal, header, conversion
+
+
 def run(args: argparse.Namespace,
         adjust: Callable[[SPECTAcquisition], SPECTAcquisition] | None = None) -> int:
     """Run ``recon spect``; ``adjust`` (used by ``recon batch`` for patient and dose overrides) may replace
@@ -153,15 +172,11 @@ def run(args: argparse.Namespace,
     if opts.attenuation and mu is None:
         raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
                          "or pass --no-attenuation")
-    cal = None if args.calibration is None else spect_calibration(acq, args.calibration, args.reference_time)
-    header, conversion = None, None
-    if cal is not None and not args.no_suv:
-        header, why_not = suv_header(acq, cal)
-        if header is None:
-            logger.info("no SUV map: %s", why_not)
-        else:
-            conversion = suv_factors(header, "bw")  # bad dose or times refused (implausible warned) before compute
-            _check_outputs(args, [suv_output_path(args.output)])
+    try:  # calibration and SUV factors before any compute; errors name the input
+        cal, header, conversion = _calibration_and_suv(args, acq)
+    except (ValueError, KeyError) as exc:  # e.g. an unknown radionuclide, an injection after the scan
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"{args.input}: {message}") from None
     with osem_progress_bar(opts.progress, opts.n_iterations, opts.n_subsets) as callback:
         volume = reconstruct_spect(acq, mu, opts, callback=callback)
     if cal is not None:

@@ -74,7 +74,10 @@ def _load_mask(path: str, grid: Any, segment: int | None = None) -> np.ndarray:
     if is_dicom_seg(path):
         return seg_mask(path, grid, segment)
     if p.suffix == ".npy":
-        m = np.load(p)
+        try:
+            m = np.load(p)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"mask {p}: not a readable .npy array ({' '.join(str(exc).split())[:120]})") from None
         if m.shape != grid.shape:
             raise ValueError(f"mask {p} has shape {m.shape}, the series grid is {grid.shape} (z, y, x)")
         return m > 0
@@ -169,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_positive_options(args, ("weight_kg", "height_m", "dose_mbq", "half_life_s"))
         check_threshold_options(args)
+        if getattr(args, "segment", None) is not None and not getattr(args, "mask", None):
+            raise ValueError("--segment N needs --mask SEG.dcm (it picks one segment of that SEG)")
         if json_out:
             check_writable_target(json_out, args.overwrite)
     except (ValueError, OSError) as exc:

@@ -106,7 +106,7 @@ def read_nm(
     path = Path(path)
     try:
         return _read_nm(path, collimator, photopeak, photon_energy_kev, radius_mm)
-    except DicomFormatError as exc:
+    except ValueError as exc:  # DicomFormatError, and the data objects' own checks (spacing, duration)
         if path.name in str(exc):
             raise
         raise DicomFormatError(f"{path.name}: {exc}") from None
