@@ -564,3 +564,11 @@ def test_progress_bar_unless_quiet(base: Base, tmp_path: Path, capsys) -> None:
     assert "OSEM" in err and "/4 [" in err and "subset/s" in err
     assert recon_main(["-q", *args, "-o", str(tmp_path / "b.h5")]) == 0
     assert "OSEM" not in capsys.readouterr().err
+
+
+def test_verbose_shows_the_traceback_of_recon_suv(tmp_path: Path, capsys, caplog) -> None:
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    caplog.set_level(logging.DEBUG)
+    assert recon_main(["-v", "suv", str(tmp_path / "empty.dcm")]) == 2
+    assert "Traceback" in caplog.text
+    assert "recon suv: error:" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import sys
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -36,3 +38,9 @@ def check_threshold_options(args: argparse.Namespace) -> None:
     min_volume = getattr(args, "min_volume_ml", None)
     if min_volume is not None and not (math.isfinite(min_volume) and min_volume >= 0):
         raise ValueError(f"--min-volume-ml must be >= 0 (mL), got {min_volume}")
+
+
+def report_error(command: str, exc: BaseException) -> None:
+    """``recon COMMAND: error: MESSAGE`` on stderr (one line); the traceback is logged at DEBUG (shown by -v)."""
+    logging.getLogger(f"recon.commands.{command}").debug("traceback of the error below", exc_info=exc)
+    print(f"recon {command}: error: {exc}", file=sys.stderr)

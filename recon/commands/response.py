@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from recon.commands import report_error
 
 __all__ = ["register", "run"]
 
@@ -65,14 +66,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--max-distance-mm must be positive, got {args.max_distance_mm}")
         check_threshold_options(args)
     except (ValueError, OSError) as exc:
-        print(f"recon response: error: {exc}", file=sys.stderr)
+        report_error("response", exc)
         return 2
     try:
         baseline = _lesions(args.baseline, args)
         followup = _lesions(args.followup, args)
         report = compare_lesions(baseline, followup, max_distance_mm=args.max_distance_mm)
     except (SUVError, DicomFormatError, ValueError, OSError) as exc:
-        print(f"recon response: error: {exc}", file=sys.stderr)
+        report_error("response", exc)
         return 2
     print(f"Baseline {len(baseline)} lesions, follow-up {len(followup)}: {len(report.matched)} matched, "
           f"{len(report.new)} new, {len(report.vanished)} vanished")

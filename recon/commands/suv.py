@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from recon.commands import report_error
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         if json_out:
             check_writable_target(json_out, args.overwrite)
     except (ValueError, OSError) as exc:
-        print(f"recon suv: error: {exc}", file=sys.stderr)
+        report_error("suv", exc)
         return 2
     try:
         from recon.commands.suv_dicom import check_dicom_outputs  # noqa: PLC0415
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")
         stats = voi_statistics(suv_vol, mask)
     except (SUVError, DicomFormatError, NiftiError, ValueError, OSError) as exc:
-        print(f"recon suv: error: {exc}", file=sys.stderr)
+        report_error("suv", exc)
         return 2
 
     report: dict[str, Any] = {
@@ -239,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             write_lesion_objects(args, info, mask if getattr(args, "mask", None) else None, labels, table)
         except (DicomFormatError, ValueError, OSError) as exc:
-            print(f"recon suv: error: {exc}", file=sys.stderr)
+            report_error("suv", exc)
             return 2
 
     if getattr(args, "json", None):
