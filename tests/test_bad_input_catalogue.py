@@ -28,7 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from recon.cli import main as recon_main
 from recon.data import ImageGrid, SPECTGeometry, Volume
-from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
+from recon.data.study import DoseInfo, PatientInfo
 from recon.io.hdf5 import write_projections, write_volume
 from recon.spect.simulate import AcquisitionProtocol, simulate_spect
 from tests.test_patient_placement import _hand_built_nm
@@ -333,6 +333,9 @@ SPECT = [
     _c("spect-angles-in-radians", _spect_on(lambda b, d: _study(
         b, d, geometry=_geometry(b, np.radians(b.acq.geometry.angles_deg)))),
        r"the 16 view angles span 0 to 5\.89: they look like radians"),
+    _c("spect-angles-in-radians-centred", _spect_on(lambda b, d: _study(
+        b, d, geometry=_geometry(b, np.radians(b.acq.geometry.angles_deg - 180.0)))),
+       r"the 16 view angles span -3\.14 to 2\.75: they look like radians"),
     _c("spect-angles-all-equal", _spect_on(lambda b, d: _study(b, d, geometry=_geometry(b, np.zeros(16)))),
        r"all 16 view angles are 0 deg"),
     _c("spect-injection-after-scan", _spect_on(lambda b, d: _study(

@@ -16,11 +16,12 @@ from recon.algorithms.osem import OSEMProgress
 def osem_progress_bar(enabled: bool, n_iterations: int, n_subsets: int,
                       desc: str = "OSEM") -> Iterator[Callable[[OSEMProgress], None] | None]:
     """Yield an OSEM callback that advances a tqdm bar of ``n_iterations`` x ``n_subsets`` sub-iterations
-    (on stderr), or ``None`` when ``enabled`` is False; the bar is closed on exit."""
+    (on stderr, with an ETA), or ``None`` when ``enabled`` is False; the bar is closed on exit."""
     if not enabled:
         yield None
         return
     from tqdm import tqdm  # noqa: PLC0415
+    from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: PLC0415
 
     bar: Any = tqdm(total=n_iterations * n_subsets, desc=desc, unit="subset", file=sys.stderr, leave=False,
                     dynamic_ncols=True)
@@ -30,6 +31,7 @@ def osem_progress_bar(enabled: bool, n_iterations: int, n_subsets: int,
         bar.update(1)
 
     try:
-        yield callback
+        with logging_redirect_tqdm():  # log lines print above the bar, not through it
+            yield callback
     finally:
         bar.close()

@@ -6,7 +6,7 @@ Thresholds (documented in docs/bad-input.md):
 * mu-map (1/mm at the photon energy E, water and cortical bone from :mod:`recon.data.materials`): refused
   when the maximum exceeds ``MU_MAX_BONE_FACTOR`` x bone(E) or the median of the body voxels
   (mu > ``BODY_FRACTION`` x water(E)) exceeds ``MU_BODY_WATER_FACTOR`` x water(E): such maps are in 1/cm.
-* angles (deg): with ``MIN_VIEWS_FOR_RADIANS`` views or more all within 0..2 pi + 0.01, refused as radians;
+* angles (deg): with ``MIN_VIEWS_FOR_RADIANS`` views or more all within +-(2 pi + 0.01), refused as radians;
   all equal (more than one view), refused; a span (sampled arc + one step) under ``MIN_ARC_DEG`` warns.
 * frame duration (s per view): above ``MAX_FRAME_DURATION_S`` warns (milliseconds?), below
   ``MIN_FRAME_DURATION_S`` warns.
@@ -64,7 +64,7 @@ def check_angles(geometry: SPECTGeometry) -> None:
     if np.ptp(angles) == 0.0:
         raise ValueError(f"all {n} view angles are {angles[0]:g} deg: the orbit has no rotation "
                          "(check the angle tags / angles_deg)")
-    if n >= MIN_VIEWS_FOR_RADIANS and angles.min() >= -0.01 and angles.max() <= 2 * math.pi + 0.01:
+    if n >= MIN_VIEWS_FOR_RADIANS and np.abs(angles).max() <= 2 * math.pi + 0.01:
         raise ValueError(f"the {n} view angles span {angles.min():.3g} to {angles.max():.3g}: they look like "
                          "radians, angles must be in degrees")
     arc = covered_arc_deg(angles)

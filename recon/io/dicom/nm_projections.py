@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from recon.data.collimator import Collimator, get_collimator
@@ -31,7 +30,7 @@ from recon.io.dicom.nm_energy import choose_photopeak, energy_windows, main_phot
 from recon.io.dicom.nm_geometry import ViewGeometry, view_geometry
 from recon.io.dicom.nm_layout import FrameLayout, frame_layout
 from recon.io.dicom.nm_metadata import study_metadata
-from recon.io.dicom.values import (DicomFormatError, dcmread_checked, get_float, pixels_of, require, rescale_of,
+from recon.io.dicom.values import (DicomFormatError, dcmread_checked, pixels_of, require, rescale_of,
                                    sequence_item, values_of)
 
 logger = logging.getLogger(__name__)
