@@ -24,12 +24,12 @@ from recon.commands import check_positive_options, common_options
 from recon.commands.progress import osem_progress_bar
 from recon.backend import DEVICES
 from recon.data.grid import Volume
+from recon.data.series_header import SeriesHeader
 from recon.data.spect import SPECTAcquisition
 from recon.io.atomic import check_writable_directory, check_writable_target
 from recon.io.hdf5 import is_hdf5, read_mu_map, read_projections, write_volume
 from recon.io.nifti import check_nifti_suffix, write_nifti
 from recon.quant.calibration import Calibration, calibrate
-from recon.data.series_header import SeriesHeader
 from recon.quant.suv import SUVConversion, suv_factors, suv_volume
 from recon.spect.calibration import decay_reference_time, spect_calibration, suv_header
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
