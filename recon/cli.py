@@ -20,6 +20,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# exception types that mean bad input or a bad path: one line, exit status 2 (a traceback only with -v)
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError, RuntimeError, KeyError, EOFError)
+
+
+def error_message(exc: BaseException) -> str:
+    """The message of a bad-input exception; an OSError names its file and reason without errno."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename and str(exc.filename) not in exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, KeyError) and exc.args:
+        message = str(exc.args[0])
+    else:
+        message = str(exc) or type(exc).__name__
+    return message.strip()  # one line, except a manifest's list of bad rows (one problem per line)
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    if isinstance(exc, BAD_INPUT_ERRORS):
+        return True
+    from pydicom.errors import InvalidDicomError  # noqa: PLC0415
+
+    return isinstance(exc, InvalidDicomError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -29,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, MemoryError, RuntimeError, KeyError) as exc:
-        logging.getLogger("recon").error("%s", exc)
+    except Exception as exc:  # noqa: BLE001 - bad input ends in one line; anything else is a bug and propagates
+        if not _is_bad_input(exc):
+            raise
+        log = logging.getLogger("recon")
+        if args.verbose:
+            log.debug("traceback of the error below (recon %s)", args.command, exc_info=exc)
+        log.error("%s", error_message(exc))  # one line, exit status 2; -v shows the traceback above
         return 2
 
 

@@ -59,9 +59,12 @@ def test_mu_map_on_another_grid():
 
 def test_mu_map_in_wrong_units():
     geo = _geo()
-    in_per_cm = Volume(np.full((6, 16, 16), 1.54), geo.image_grid(), "1/mm")  # water in 1/cm, mislabelled
-    with pytest.raises(ValueError, match="implausible"):
+    in_per_cm = Volume(np.full((6, 16, 16), 0.154), geo.image_grid(), "1/mm")  # water in 1/cm, mislabelled
+    with pytest.raises(ValueError, match=r"implausible at 140.5 keV .* not 1/cm"):
         SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, in_per_cm)
+    bone_in_per_cm = Volume(np.full((6, 16, 16), 0.284), geo.image_grid(), "1/mm")  # cortical bone in 1/cm
+    with pytest.raises(ValueError, match=r"maximum 0.284 1/mm is implausible"):
+        SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, bone_in_per_cm)
     negative = Volume(np.full((6, 16, 16), -0.01), geo.image_grid(), "1/mm")
     with pytest.raises(ValueError, match="negative attenuation"):
         SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, negative)

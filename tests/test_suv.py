@@ -178,6 +178,20 @@ def test_series_time_after_acquisition_back_computes_reference():
     assert conv.factors[0] == pytest.approx(W_KG * 1000 / (DOSE_BQ * math.exp(-lam * uptake)), rel=1e-9)
 
 
+@pytest.mark.parametrize("tags", [{"FrameReferenceTime": "0"}, {"ActualFrameDuration": 0}],
+                         ids=["frame-reference-time-0", "frame-duration-0"])
+def test_series_time_after_acquisition_with_invalid_frame_times_uses_earliest_acquisition(tags):
+    """QIBA back-computes the scan time only from FrameReferenceTime and ActualFrameDuration > 0; otherwise
+    the earliest AcquisitionTime (11:00, one hour after the injection) is the reference."""
+    slices = [make_ds(SeriesTime="120000", AcquisitionTime="110000", **tags),
+              make_ds(SeriesTime="120000", AcquisitionTime="110500", **tags)]
+    conv = suv_factors(slices)
+    assert "earliest AcquisitionDate" in conv.details["reference_source"]
+    assert conv.details["uptake_time_s"] == pytest.approx(3600.0)
+    lam = LN2 / F18_HL
+    assert conv.factors[0] == pytest.approx(W_KG * 1000 / (DOSE_BQ * math.exp(-lam * 3600.0)), rel=1e-9)
+
+
 def test_backcompute_method_and_series_method():
     ds = make_ds(FrameReferenceTime="0")  # reference = acquisition start + T_ave
     lam, t = LN2 / F18_HL, 300.0

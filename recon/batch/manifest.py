@@ -7,6 +7,7 @@ each, task ``spect`` with the default options). Relative paths are taken from th
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -181,7 +182,11 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
         return scan_directory(p)
     if not p.is_file():
         raise FileNotFoundError(f"manifest {p} does not exist")
-    with p.open(newline="", encoding="utf-8-sig") as fh:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"manifest {p} is not a UTF-8 CSV text file ({exc.reason} at byte {exc.start})") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         problems = [f"row 1, column {h or '(empty)'}: unknown column (known: {', '.join(COLUMNS)})"

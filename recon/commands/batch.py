@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from recon.batch import ClusterOptions, plan_batch, read_manifest, run_studies  # noqa: PLC0415
     from recon.batch.runner import check_backend  # noqa: PLC0415
     from recon.batch.summary import write_summary  # noqa: PLC0415
-    from recon.io.atomic import check_writable_target  # noqa: PLC0415
+    from recon.io.atomic import check_writable_directory, check_writable_target  # noqa: PLC0415
 
     options = ClusterOptions(args.scheduler, args.workers, args.threads_per_worker, args.gpus)
     check_backend(options)
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{outdir} is not a directory")
     if not outdir.parent.is_dir():
         raise FileNotFoundError(f"the parent directory of {outdir} does not exist")
+    check_writable_directory(outdir if outdir.is_dir() else outdir.parent)
     plan = plan_batch(specs, outdir, resume=args.resume, overwrite=args.overwrite)
     if args.json is not None:
         check_writable_target(args.json, args.overwrite or args.resume)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from recon.commands.progress import osem_progress_bar
 from recon.commands import common_options
 from recon.commands.spect import add_recon_options, options_from_args
 from recon.data.grid import ImageGrid
@@ -75,16 +76,29 @@ def report_regions(phantom: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_out_dir(out: Path) -> None:
+    """--out must be a writable directory, or creatable in the nearest existing parent (checked before compute)."""
+    from recon.io.atomic import check_writable_directory  # noqa: PLC0415
+
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a directory")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    check_writable_directory(existing)
+
+
 def run(args: argparse.Namespace) -> int:
     from recon.phantoms.library import bone_torso  # noqa: PLC0415
 
     n, voxel_mm, n_views = SIZES[args.size]
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"demo_{k}" for k in ("projections.h5", "recon.h5", "overview.png", "report.json")}
+    _check_out_dir(out)
     existing = [p for p in paths.values() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(f"{existing[0]} exists; pass --overwrite or choose --out")
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     grid = ImageGrid.centered((n, n, n), (voxel_mm,) * 3)
     phantom = bone_torso(grid)
@@ -99,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
                 acq.collimator.name, acq.frame_duration_s, float(acq.photopeak_counts.sum()))
     write_projections(acq, paths["projections.h5"], mu_map=phantom.mu_map, overwrite=args.overwrite)
     t1 = time.perf_counter()
-    counts = reconstruct_spect(acq, phantom.mu_map if opts.attenuation else None, opts)
+    with osem_progress_bar(opts.progress, opts.n_iterations, opts.n_subsets) as callback:
+        counts = reconstruct_spect(acq, phantom.mu_map if opts.attenuation else None, opts, callback=callback)
     t_recon = time.perf_counter() - t1
     volume = calibrate(counts, SPECTCalibration(proto.sensitivity_cps_per_mbq, acq.frame_duration_s))
     image = np.asarray(volume.data)

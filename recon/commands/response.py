@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from recon.commands import report_error
 
 __all__ = ["register", "run"]
 
@@ -51,20 +52,28 @@ def _lesions(path: Path, args: argparse.Namespace) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recon response``; 0 on success, 2 on bad input."""
+    from recon.commands import check_threshold_options  # noqa: PLC0415
+    from recon.io.atomic import check_writable_target  # noqa: PLC0415
     from recon.io.dicom import DicomFormatError  # noqa: PLC0415
     from recon.io.hdf5 import json_default  # noqa: PLC0415
     from recon.quant.response import compare_lesions  # noqa: PLC0415
     from recon.quant.suv import SUVError  # noqa: PLC0415
 
-    if args.json is not None and args.json.exists() and not args.overwrite:
-        print(f"recon response: error: {args.json} exists; refusing to overwrite (pass --overwrite)", file=sys.stderr)
+    try:
+        if args.json is not None:
+            check_writable_target(args.json, args.overwrite)
+        if not args.max_distance_mm > 0:
+            raise ValueError(f"--max-distance-mm must be positive, got {args.max_distance_mm}")
+        check_threshold_options(args)
+    except (ValueError, OSError) as exc:
+        report_error("response", exc)
         return 2
     try:
         baseline = _lesions(args.baseline, args)
         followup = _lesions(args.followup, args)
         report = compare_lesions(baseline, followup, max_distance_mm=args.max_distance_mm)
-    except (SUVError, DicomFormatError, ValueError, FileNotFoundError) as exc:
-        print(f"recon response: error: {exc}", file=sys.stderr)
+    except (SUVError, DicomFormatError, ValueError, OSError) as exc:
+        report_error("response", exc)
         return 2
     print(f"Baseline {len(baseline)} lesions, follow-up {len(followup)}: {len(report.matched)} matched, "
           f"{len(report.new)} new, {len(report.vanished)} vanished")

@@ -20,15 +20,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recon.commands import common_options
+from recon.commands import check_positive_options, common_options
+from recon.commands.progress import osem_progress_bar
 from recon.backend import DEVICES
 from recon.data.grid import Volume
+from recon.data.series_header import SeriesHeader
 from recon.data.spect import SPECTAcquisition
-from recon.io.atomic import check_writable_target
+from recon.io.atomic import check_writable_directory, check_writable_target
 from recon.io.hdf5 import is_hdf5, read_mu_map, read_projections, write_volume
 from recon.io.nifti import check_nifti_suffix, write_nifti
 from recon.quant.calibration import Calibration, calibrate
-from recon.quant.suv import suv_factors, suv_volume
+from recon.quant.suv import SUVConversion, suv_factors, suv_volume
 from recon.spect.calibration import decay_reference_time, spect_calibration, suv_header
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 
@@ -83,7 +85,9 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
     """Projections and mu-map from our HDF5 or from DICOM NM (+ CT)."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    if is_hdf5(path):
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give an HDF5 projections file or one DICOM NM file")
+    if is_hdf5(path) or path.suffix.lower() in (".h5", ".hdf5"):
         if ct_dir is not None:
             raise ValueError("--ct applies to DICOM input; the HDF5 file carries its own mu-map")
         acq = read_projections(path)
@@ -132,6 +136,25 @@ def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
             raise FileExistsError(f"{args.dicom_out} is not an empty directory; refusing to write a DICOM series into it")
         if not args.dicom_out.parent.is_dir():
             raise FileNotFoundError(f"the parent directory of --dicom-out {args.dicom_out} does not exist")
+        check_writable_directory(args.dicom_out if args.dicom_out.is_dir() else args.dicom_out.parent)
+
+
+def _calibration_and_suv(args: argparse.Namespace, acq: SPECTAcquisition
+                         ) -> tuple[Calibration | None, SeriesHeader | None, SUVConversion | None]:
+    """The calibration (with --calibration) and, when the input allows it, the SUVbw header and factors:
+    inconsistent dose or times are refused and implausible ones warned here, before any compute."""
+    if args.calibration is None:
+        return None, None, None
+    cal = spect_calibration(acq, args.calibration, args.reference_time)
+    if args.no_suv:
+        return cal, None, None
+    header, why_not = suv_header(acq, cal)
+    if header is None:
+        logger.info("no SUV map: %s", why_not)
+        return cal, None, None
+    conversion = suv_factors(header, "bw")
+    _check_outputs(args, [suv_output_path(args.output)])
+    return cal, header, conversion
 
 
 def run(args: argparse.Namespace,
@@ -140,6 +163,7 @@ def run(args: argparse.Namespace,
     the loaded acquisition's typed metadata before anything is derived from it."""
     if args.reference_time is not None and args.calibration is None:
         raise ValueError("--reference-time needs --calibration")
+    check_positive_options(args, ("calibration",))
     _check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
     acq, mu = load_input(args.input, args.ct, args.collimator)
     if adjust is not None:
@@ -148,23 +172,20 @@ def run(args: argparse.Namespace,
     if opts.attenuation and mu is None:
         raise ValueError(f"no mu-map for {args.input}: give --ct DIR (DICOM) or a file with a mu-map, "
                          "or pass --no-attenuation")
-    cal = None if args.calibration is None else spect_calibration(acq, args.calibration, args.reference_time)
-    header = None
-    if cal is not None and not args.no_suv:
-        header, why_not = suv_header(acq, cal)
-        if header is None:
-            logger.info("no SUV map: %s", why_not)
-        else:
-            suv_factors(header, "bw")  # inconsistent dose or times are refused here, before any compute
-            _check_outputs(args, [suv_output_path(args.output)])
-    volume = reconstruct_spect(acq, mu, opts)
+    try:  # calibration and SUV factors before any compute; errors name the input
+        cal, header, conversion = _calibration_and_suv(args, acq)
+    except (ValueError, KeyError) as exc:  # e.g. an unknown radionuclide, an injection after the scan
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"{args.input}: {message}") from None
+    with osem_progress_bar(opts.progress, opts.n_iterations, opts.n_subsets) as callback:
+        volume = reconstruct_spect(acq, mu, opts, callback=callback)
     if cal is not None:
         volume = calibrate(volume, cal)
     write_volume(volume, args.output, overwrite=args.overwrite)
     logger.info("wrote %s (%s, %d x %d x %d voxels)", args.output, volume.unit, *volume.grid.shape)
     suv = None
     if header is not None:
-        suv, _ = suv_volume(volume, header, "bw")
+        suv, _ = suv_volume(volume, header, "bw", conversion=conversion)
         write_volume(suv, suv_output_path(args.output), overwrite=args.overwrite)
         logger.info("wrote %s (%s)", suv_output_path(args.output), suv.unit)
     if args.nifti_out is not None:

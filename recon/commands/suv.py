@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from recon.commands import report_error
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ def _load_mask(path: str, grid: Any, segment: int | None = None) -> np.ndarray:
     if is_dicom_seg(path):
         return seg_mask(path, grid, segment)
     if p.suffix == ".npy":
-        m = np.load(p)
+        try:
+            m = np.load(p)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"mask {p}: not a readable .npy array ({' '.join(str(exc).split())[:120]})") from None
         if m.shape != grid.shape:
             raise ValueError(f"mask {p} has shape {m.shape}, the series grid is {grid.shape} (z, y, x)")
         return m > 0
@@ -96,12 +100,11 @@ def _fmt_stats(name: str, st: Any) -> str:
 
 def _read_series(path: Path) -> Any:
     """An image series directory (PT or NM, one slice per file), or one multi-frame NM RECON TOMO file."""
-    import pydicom  # noqa: PLC0415
-
     from recon.io.dicom import read_image_series, read_nm_recon  # noqa: PLC0415
+    from recon.io.dicom.values import dcmread_checked  # noqa: PLC0415
 
     if path.is_file():
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = dcmread_checked(path, stop_before_pixels=True)
         if str(ds.get("Modality", "")) == "NM" and int(ds.get("NumberOfFrames", 1) or 1) > 1:
             return read_nm_recon(path)
     return read_image_series(path, modalities=("PT", "NM"))
@@ -110,7 +113,7 @@ def _read_series(path: Path) -> Any:
 def _is_hdf5(path: Path) -> bool:
     from recon.io.hdf5 import is_hdf5  # noqa: PLC0415
 
-    return path.is_file() and is_hdf5(path)
+    return path.is_file() and (is_hdf5(path) or path.suffix.lower() in (".h5", ".hdf5"))
 
 
 def load_suv_volume(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -158,6 +161,8 @@ def load_suv_volume(path: Path, args: argparse.Namespace) -> tuple[Any, dict[str
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recon suv``; returns the process exit status (0 success, 2 bad input)."""
+    from recon.commands import check_positive_options, check_threshold_options  # noqa: PLC0415
+    from recon.io.atomic import check_writable_target  # noqa: PLC0415
     from recon.io.dicom import DicomFormatError  # noqa: PLC0415
     from recon.io.hdf5 import json_default  # noqa: PLC0415
     from recon.io.nifti import NiftiError  # noqa: PLC0415
@@ -165,8 +170,15 @@ def run(args: argparse.Namespace) -> int:
     from recon.quant.voi import CUTOFF_DISCLAIMER, lesion_table, segment_lesions, voi_statistics  # noqa: PLC0415
 
     json_out = getattr(args, "json", None)
-    if json_out and Path(json_out).exists() and not args.overwrite:
-        print(f"recon suv: error: {json_out} exists; refusing to overwrite (pass --overwrite)", file=sys.stderr)
+    try:
+        check_positive_options(args, ("weight_kg", "height_m", "dose_mbq", "half_life_s"))
+        check_threshold_options(args)
+        if getattr(args, "segment", None) is not None and not getattr(args, "mask", None):
+            raise ValueError("--segment N needs --mask SEG.dcm (it picks one segment of that SEG)")
+        if json_out:
+            check_writable_target(json_out, args.overwrite)
+    except (ValueError, OSError) as exc:
+        report_error("suv", exc)
         return 2
     try:
         from recon.commands.suv_dicom import check_dicom_outputs  # noqa: PLC0415
@@ -178,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
         if not mask.any():
             raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")
         stats = voi_statistics(suv_vol, mask)
-    except (SUVError, DicomFormatError, NiftiError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"recon suv: error: {exc}", file=sys.stderr)
+    except (SUVError, DicomFormatError, NiftiError, ValueError, OSError) as exc:
+        report_error("suv", exc)
         return 2
 
     report: dict[str, Any] = {
@@ -227,8 +239,8 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             write_lesion_objects(args, info, mask if getattr(args, "mask", None) else None, labels, table)
-        except (DicomFormatError, ValueError, FileExistsError) as exc:
-            print(f"recon suv: error: {exc}", file=sys.stderr)
+        except (DicomFormatError, ValueError, OSError) as exc:
+            report_error("suv", exc)
             return 2
 
     if getattr(args, "json", None):

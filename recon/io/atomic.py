@@ -12,11 +12,25 @@ def check_writable_target(path: str | os.PathLike[str], overwrite: bool = False)
     """``path`` as a Path; raises FileExistsError if it exists (unless ``overwrite``) and FileNotFoundError
     if its directory does not exist."""
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a directory; give an output file name")
     if p.exists() and not overwrite:
         raise FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True / --overwrite)")
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"output directory {p.parent} does not exist")
+    check_writable_directory(p.parent)
     return p
+
+
+def check_writable_directory(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a Path; FileNotFoundError if it does not exist, NotADirectoryError if it is a file,
+    PermissionError if files cannot be created in it (checked before any compute)."""
+    d = Path(directory)
+    if not d.exists():
+        raise FileNotFoundError(f"output directory {d} does not exist")
+    if not d.is_dir():
+        raise NotADirectoryError(f"output directory {d} is a file, not a directory")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory {d} is not writable")
+    return d
 
 
 @contextmanager

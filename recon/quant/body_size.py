@@ -63,18 +63,29 @@ def _by_sex(sex: str | None, male: Callable[[], float], female: Callable[[], flo
     raise SUVError(f"{what} needs PatientSex (0010,0040) = M, F or O; got {sex!r}")
 
 
+def _positive_lbm(lbm_kg: float, formula: str, weight_kg: float, height_cm: float, sex: str | None) -> float:
+    """``lbm_kg``, or SUVError when the quadratic formula gives LBM <= 0 (a heavy, short patient)."""
+    if not lbm_kg > 0:
+        raise SUVError(f"lean body mass by the {formula} formula is {lbm_kg:.1f} kg (<= 0) for weight {weight_kg:g} kg, "
+                       f"height {height_cm:g} cm, sex {sex}: the formula fails for so high a weight/height; use "
+                       "SUVlbm Janmahasatian (lbm_janma) or check PatientWeight (0010,1030) and PatientSize (0010,1020)")
+    return lbm_kg
+
+
 def lbm_james_kg(weight_kg: float, height_cm: float, sex: str | None) -> float:
-    """Lean body mass (kg), James (DICOM LBMJAMES128): M 1.10W-128(W/H)^2, F 1.07W-148(W/H)^2."""
+    """Lean body mass (kg), James (DICOM LBMJAMES128): M 1.10W-128(W/H)^2, F 1.07W-148(W/H)^2; > 0 or SUVError."""
     _check_wh(weight_kg, height_cm)
     r2 = (weight_kg / height_cm) ** 2
-    return _by_sex(sex, lambda: 1.10 * weight_kg - 128.0 * r2, lambda: 1.07 * weight_kg - 148.0 * r2, "SUVlbm (James)")
+    lbm = _by_sex(sex, lambda: 1.10 * weight_kg - 128.0 * r2, lambda: 1.07 * weight_kg - 148.0 * r2, "SUVlbm (James)")
+    return _positive_lbm(lbm, "James", weight_kg, height_cm, sex)
 
 
 def lbm_morgan_kg(weight_kg: float, height_cm: float, sex: str | None) -> float:
-    """Lean body mass (kg), Morgan (DICOM LBM): M 1.10W-120(W/H)^2, F 1.07W-148(W/H)^2."""
+    """Lean body mass (kg), Morgan (DICOM LBM): M 1.10W-120(W/H)^2, F 1.07W-148(W/H)^2; > 0 or SUVError."""
     _check_wh(weight_kg, height_cm)
     r2 = (weight_kg / height_cm) ** 2
-    return _by_sex(sex, lambda: 1.10 * weight_kg - 120.0 * r2, lambda: 1.07 * weight_kg - 148.0 * r2, "SUVlbm (Morgan)")
+    lbm = _by_sex(sex, lambda: 1.10 * weight_kg - 120.0 * r2, lambda: 1.07 * weight_kg - 148.0 * r2, "SUVlbm (Morgan)")
+    return _positive_lbm(lbm, "Morgan", weight_kg, height_cm, sex)
 
 
 def lbm_janmahasatian_kg(weight_kg: float, height_cm: float, sex: str | None) -> float:

@@ -30,7 +30,8 @@ profile, and the SUV manual of Vacha et al. shipped with the reference DROs):
   else the earliest acquisition time. ``"backcompute"`` uses the back-computed
   time only (the manual's option B); ``"series"`` uses SeriesDate/Time only.
 * Injection time: RadiopharmaceuticalStartDateTime (0018,1078) (refused when
-  more than a minute after the decay reference); else
+  more than a minute after the decay reference; an uptake time over 10
+  half-lives is refused, over 5 warned: :mod:`recon.quant.suv_plausibility`); else
   RadiopharmaceuticalStartTime (0018,1072) on SeriesDate (then an injection
   later than the scan by more than an hour is taken as the previous day:
   midnight crossing) (:mod:`recon.quant.suv_times`).
@@ -59,6 +60,7 @@ from recon.data.series_header import CLOCK_TOLERANCE_S, MIDNIGHT_TOLERANCE_S, Se
 from recon.data.study import DoseInfo, PatientInfo
 from recon.quant.body_size import SUV_KINDS, SUVError, body_normaliser, canonical_kind
 from recon.quant.decay import acquisition_decay_factor, decay_constant
+from recon.quant.suv_plausibility import check_uptake_time, warn_implausible_patient
 from recon.quant.suv_times import injection_datetime_for, need_half_life, reference_datetime
 
 logger = logging.getLogger(__name__)
@@ -201,6 +203,7 @@ def suv_factors(
     if h.dose_bq is None:
         raise SUVError("injected dose is missing: RadionuclideTotalDose (0018,1074) is absent or zero")
     details["dose_bq"] = h.dose_bq
+    warn_implausible_patient(h)
     dc = h.decay_correction
     if dc is None:
         raise SUVError("DecayCorrection (0054,1102) is missing: cannot tell which time the values refer to")
@@ -219,6 +222,7 @@ def suv_factors(
         if dt < -tolerance:
             raise SUVError(f"injection ({inj}) is {-dt:.0f} s after the decay reference time ({ref}); "
                            "check RadiopharmaceuticalStartDateTime (0018,1078) and SeriesDate/Time")
+        check_uptake_time(dt, t_half)
         dose_factor = np.full(n, math.exp(-decay_constant(t_half) * dt))
         details.update(reference_datetime=ref.isoformat(), injection_datetime=inj.isoformat(),
                        uptake_time_s=dt, half_life_s=t_half, dose_decay_factor=float(dose_factor[0]))
@@ -226,6 +230,8 @@ def suv_factors(
         t_half = need_half_life(h, half_life_s, "DecayCorrection NONE")
         first = min((a for a in h.acquisition_datetimes if a is not None), default=None)
         inj = injection_datetime_for(h, first, details)
+        if first is not None:
+            check_uptake_time((first - inj).total_seconds(), t_half)
         lam = decay_constant(t_half)
         dose_factor = np.empty(n)
         for i, (a, t) in enumerate(zip(h.acquisition_datetimes, h.frame_durations_s)):
@@ -271,6 +277,7 @@ def suv_volume(
     *,
     slice_axis: int = 0,
     slice_order: Sequence[int] | None = None,
+    conversion: SUVConversion | None = None,
     **overrides: Any,
 ) -> tuple[Volume, SUVConversion]:
     """SUV volume of ``kind`` from a volume of rescaled values and its series header; also the conversion used.
@@ -279,9 +286,10 @@ def suv_volume(
     header's slices lie and ``slice_order[i]`` the header slice index of volume
     index ``i`` along it (default: the same order). A header with a single
     entry (one multi-frame file) applies one factor everywhere. ``overrides``
-    go to :func:`suv_factors` (``weight_kg``, ``dose_bq``, ``reference_time``...).
+    go to :func:`suv_factors` (``weight_kg``, ``dose_bq``, ``reference_time``...). A ``conversion``
+    computed earlier from the same header and kind (e.g. checked before a reconstruction) is used as is.
     """
-    conv = suv_factors(header, kind, **overrides)
+    conv = conversion if conversion is not None else suv_factors(header, kind, **overrides)
     data = np.asarray(volume.to_host().data, dtype=np.float64)
     factors = conv.factors
     if factors.size == 1:

@@ -4,7 +4,8 @@ Reference time for DecayCorrection START (``reference_time="qiba"``, the
 default): DecayCorrectionDateTime (0018,9701); else GE private scan_datetime
 (0009,100D); else SeriesDate/SeriesTime when not after the earliest
 acquisition time; else back-computed per slice as t_acq + T_ave -
-FrameReferenceTime with T_ave the average-count-rate time; else the earliest
+FrameReferenceTime with T_ave the average-count-rate time, when every slice's
+FrameReferenceTime and ActualFrameDuration are > 0 (QIBA); else the earliest
 acquisition time. ``"backcompute"`` uses the back-computed time only (the
 SUV manual's option B); ``"series"`` uses SeriesDate/Time only.
 
@@ -76,6 +77,15 @@ def backcomputed_reference(h: SeriesHeader, half_life_s: float) -> datetime:
     return base + timedelta(seconds=float(np.median(offsets)))
 
 
+def check_backcompute_valid(h: SeriesHeader) -> None:
+    """QIBA back-computes the scan time only when every slice's FrameReferenceTime (0054,1300) and
+    ActualFrameDuration (0018,1242) are valid (> 0); SUVError naming the slice otherwise."""
+    for i, (t, fr) in enumerate(zip(h.frame_durations_s, h.frame_reference_times_s)):
+        if t is not None and fr is not None and not (t > 0 and fr > 0):
+            raise SUVError(f"slice {i}: FrameReferenceTime (0054,1300) {fr * 1000:g} ms and ActualFrameDuration "
+                           f"(0018,1242) {t * 1000:g} ms must both be > 0 to back-compute the scan time")
+
+
 def reference_datetime(h: SeriesHeader, method: str, half_life_s: float, details: dict[str, Any]) -> datetime:
     """The time the image values were decay-corrected to (DecayCorrection START)."""
     acq = [a for a in h.acquisition_datetimes if a is not None]
@@ -100,6 +110,7 @@ def reference_datetime(h: SeriesHeader, method: str, half_life_s: float, details
         details["reference_source"] = "SeriesDate/SeriesTime (0008,0021/0031)"
         return h.series_datetime
     try:
+        check_backcompute_valid(h)
         ref = backcomputed_reference(h, half_life_s)
         details["reference_source"] = "back-computed: AcquisitionTime + T_ave - FrameReferenceTime"
         if h.series_datetime is not None:

@@ -17,6 +17,7 @@ from recon.backend import to_host
 from recon.data.grid import Volume
 from recon.data.spect import SPECTAcquisition
 from recon.spect.scatter import estimate_scatter
+from recon.spect.plausibility import check_acquisition
 from recon.spect.system_model import SPECTSystemModel
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def reconstruct_spect(
     """
     opts = options or SPECTReconOptions()
     osem_opts = opts.osem
+    check_acquisition(acq)  # angles in radians or all equal refused; implausible frame duration or arc warned
     if opts.attenuation and mu_map is None:
         raise ValueError("attenuation correction requested but no mu-map given (use attenuation=False to skip)")
     model = SPECTSystemModel(

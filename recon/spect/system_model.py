@@ -215,10 +215,9 @@ class SPECTSystemModel:
                 f"onto the reconstruction grid first"
             )
         mu = to_host(mu_map.data)
-        if (mu < 0).any():
-            raise ValueError(f"mu-map has negative attenuation coefficients (min {mu.min()} 1/mm)")
-        if mu.max() > 0.2:
-            raise ValueError(f"mu-map maximum {mu.max():.3g} 1/mm is implausible: units must be 1/mm, not 1/cm")
+        from recon.spect.plausibility import check_mu_values  # noqa: PLC0415
+
+        check_mu_values(mu, self.photon_energy_kev)
         from recon.data.materials import linear_mu_per_mm  # noqa: PLC0415
 
         water = linear_mu_per_mm("water", min(max(self.photon_energy_kev, 50.0), 600.0))

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from recon.data.collimator import Collimator, get_collimator
@@ -31,7 +30,8 @@ from recon.io.dicom.nm_energy import choose_photopeak, energy_windows, main_phot
 from recon.io.dicom.nm_geometry import ViewGeometry, view_geometry
 from recon.io.dicom.nm_layout import FrameLayout, frame_layout
 from recon.io.dicom.nm_metadata import study_metadata
-from recon.io.dicom.values import DicomFormatError, get_float, require, sequence_item, values_of
+from recon.io.dicom.values import (DicomFormatError, dcmread_checked, pixels_of, require, rescale_of,
+                                   sequence_item, values_of)
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,13 @@ def _check_projection_type(ds: Dataset, name: str) -> None:
 def _counts(ds: Dataset, layout: FrameLayout, geom: ViewGeometry, windows: list[EnergyWindow], n_rows: int,
             n_cols: int) -> dict[str, np.ndarray]:
     """Counts (view, row, col) per window: rescaled frames placed by the layout, rows flipped to +z."""
-    require(ds, "PixelData")
-    raw = np.asarray(ds.pixel_array).reshape(layout.n_frames, n_rows, n_cols)
-    slope = get_float(ds, "RescaleSlope") or 1.0
-    intercept = get_float(ds, "RescaleIntercept") or 0.0
+    where = str(getattr(ds, "filename", None) or "NM file")
+    pixels = np.asarray(pixels_of(ds, where))
+    if pixels.size != layout.n_frames * n_rows * n_cols:
+        raise DicomFormatError(f"{where}: PixelData holds {pixels.size} pixels, NumberOfFrames x Rows x Columns = "
+                               f"{layout.n_frames} x {n_rows} x {n_cols} (truncated?)")
+    raw = pixels.reshape(layout.n_frames, n_rows, n_cols)
+    slope, intercept = rescale_of(ds, where)
     counts = {w.name: np.zeros((layout.n_views, n_rows, n_cols), dtype=np.float32) for w in windows}
     for f in range(layout.n_frames):
         frame = raw[f].astype(np.float64) * slope + intercept
@@ -100,7 +103,18 @@ def read_nm(
     Counts are RescaleSlope * stored + RescaleIntercept; frame duration in s.
     """
     path = Path(path)
-    ds = pydicom.dcmread(path)
+    try:
+        return _read_nm(path, collimator, photopeak, photon_energy_kev, radius_mm)
+    except ValueError as exc:  # DicomFormatError, and the data objects' own checks (spacing, duration)
+        if path.name in str(exc):
+            raise
+        raise DicomFormatError(f"{path.name}: {exc}") from None
+
+
+def _read_nm(path: Path, collimator: str | Collimator | None, photopeak: str | None,
+             photon_energy_kev: float | None, radius_mm: float | None) -> SPECTAcquisition:
+    """:func:`read_nm`'s body; its DicomFormatErrors are prefixed with the file name there."""
+    ds = dcmread_checked(path)
     _check_projection_type(ds, path.name)
     require(ds, "NumberOfFrames")
     n_rows = int(require(ds, "Rows"))

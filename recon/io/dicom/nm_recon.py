@@ -40,7 +40,7 @@ from recon.io.dicom.codes import rwvm_unit
 from recon.io.dicom.geometry import place_stack, vector
 from recon.io.dicom.series import UNIT_NAMES, ImageSeries, series_info
 from recon.io.dicom.series_header import DoseUnit, read_series_header
-from recon.io.dicom.values import DicomFormatError, get_float, require, values_of
+from recon.io.dicom.values import DicomFormatError, dcmread_checked, get_float, pixels_of, require, rescale_of, values_of
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def _value_mapping(ds: Dataset, name: str) -> tuple[float, float, str | None]:
             logger.warning("%s: Real World Value unit %r is not one recon knows; values read as given", name,
                            str(code[0].get("CodeValue", "")) if code else "")
         return float(slope), float(intercept), units
-    return get_float(ds, "RescaleSlope") or 1.0, get_float(ds, "RescaleIntercept") or 0.0, None
+    slope, intercept = rescale_of(ds, name)
+    return slope, intercept, None
 
 
 def read_nm_recon(path: str | os.PathLike[str], *, dose_unit: DoseUnit = "auto") -> ImageSeries:
@@ -113,7 +114,7 @@ def read_nm_recon(path: str | os.PathLike[str], *, dose_unit: DoseUnit = "auto")
     """
     path = Path(path)
     name = path.name
-    ds = pydicom.dcmread(os.fspath(path))
+    ds = dcmread_checked(os.fspath(path))
     modality = str(ds.get("Modality", "") or "")
     if modality and modality != "NM":
         raise DicomFormatError(f"{name}: Modality (0008,0060) is {modality!r}, expected 'NM'")
@@ -130,8 +131,11 @@ def read_nm_recon(path: str | os.PathLike[str], *, dose_unit: DoseUnit = "auto")
     order = _slice_order(ds, n_frames, name)
     step = _slice_step_mm(ds, name)
 
-    require(ds, "PixelData", f"{name}: ")
-    frames = np.asarray(ds.pixel_array, dtype=np.float64).reshape(n_frames, rows, cols)
+    pixels = np.asarray(pixels_of(ds, name), dtype=np.float64)
+    if pixels.size != n_frames * rows * cols:
+        raise DicomFormatError(f"{name}: PixelData holds {pixels.size} pixels, NumberOfFrames x Rows x Columns = "
+                               f"{n_frames} x {rows} x {cols} (truncated?)")
+    frames = pixels.reshape(n_frames, rows, cols)
     slope, intercept, rwv_units = _value_mapping(ds, name)
     stack = frames[order] * slope + intercept
     placed = place_stack(stack, ipp, iop, step, pixel_spacing)

@@ -27,7 +27,7 @@ from pydicom.sequence import Sequence
 
 from recon.data.grid import ImageGrid
 from recon.io.atomic import atomic_output
-from recon.io.dicom.values import DicomFormatError, format_ds, values_of
+from recon.io.dicom.values import DicomFormatError, dcmread_checked, format_ds, values_of
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def read_seg_masks(path: str | os.PathLike[str], grid: ImageGrid) -> dict[int, t
     voxel centres of ``grid`` (within 0.01 voxel); frames outside the grid are refused.
     """
     p = Path(path)
-    ds = pydicom.dcmread(os.fspath(p))
+    ds = dcmread_checked(os.fspath(p))
     if str(ds.get("SOPClassUID", "")) != "1.2.840.10008.5.1.4.1.1.66.4":
         raise DicomFormatError(f"{p.name}: not a DICOM Segmentation (SOPClassUID {ds.get('SOPClassUID', '?')})")
     names = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.SegmentSequence}

@@ -27,7 +27,7 @@ from recon.data.grid import ImageGrid, Volume
 from recon.data.series_header import SeriesHeader
 from recon.io.dicom.geometry import place_stack, vector
 from recon.io.dicom.series_header import DoseUnit, read_series_header
-from recon.io.dicom.values import DicomFormatError, get_float
+from recon.io.dicom.values import DicomFormatError, dcmread_checked, get_float, pixels_of, rescale_of
 
 logger = logging.getLogger(__name__)
 
@@ -202,15 +202,15 @@ def read_axial_series(
     slopes = np.empty(len(items))
     datasets = []
     for i, (p, _) in enumerate(items):
-        ds = pydicom.dcmread(os.fspath(p))
-        if "PixelData" not in ds:
-            raise DicomFormatError(f"{p.name}: PixelData (7FE0,0010) is missing")
-        slope = get_float(ds, "RescaleSlope") or 1.0
-        intercept = get_float(ds, "RescaleIntercept") or 0.0
+        ds = dcmread_checked(os.fspath(p))
+        pixels = pixels_of(ds, f"{p.name} (slice {i})")
+        slope, intercept = rescale_of(ds, f"{p.name} (slice {i})")
         if intercept != 0.0 and str(ds.get("Modality", "")).upper() == "PT":
             logger.warning("%s: RescaleIntercept (0028,1052) = %g is not 0 (unusual for PET); applied", p.name,
                            intercept)
-        stack[i] = np.asarray(ds.pixel_array, dtype=np.float64) * slope + intercept
+        if pixels.shape != shape0:
+            raise DicomFormatError(f"{p.name} (slice {i}): pixels {pixels.shape}, the series' slices {shape0}")
+        stack[i] = np.asarray(pixels, dtype=np.float64) * slope + intercept
         slopes[i] = slope
         del ds.PixelData
         datasets.append(ds)

@@ -24,15 +24,18 @@ from pydicom.valuerep import DSfloat
 
 __all__ = [
     "DicomFormatError",
+    "dcmread_checked",
     "format_ds",
     "format_tag",
     "ge_private",
     "get_float",
     "get_str",
     "philips_private_float",
+    "pixels_of",
     "present",
     "raw",
     "require",
+    "rescale_of",
     "sequence_item",
     "values_of",
 ]
@@ -43,6 +46,22 @@ PHILIPS_PET_CREATOR = "Philips PET Private Group"
 
 class DicomFormatError(ValueError):
     """DICOM input is missing a required attribute, holds inconsistent values or is not one usable series."""
+
+
+def dcmread_checked(path: Any, stop_before_pixels: bool = False) -> Dataset:
+    """``pydicom.dcmread`` whose failures on a bad file (empty, text, truncated, a directory) become one
+    :class:`DicomFormatError` naming the file."""
+    from pydicom.errors import InvalidDicomError  # noqa: PLC0415
+
+    name = str(path)
+    try:
+        return pydicom.dcmread(name, stop_before_pixels=stop_before_pixels)
+    except IsADirectoryError:
+        raise DicomFormatError(f"{name} is a directory, expected one DICOM file") from None
+    except InvalidDicomError:
+        raise DicomFormatError(f"{name} is not a DICOM file (empty, text, or no DICM prefix in its header)") from None
+    except (EOFError, ValueError, OverflowError, KeyError, IndexError) as exc:
+        raise DicomFormatError(f"{name}: unreadable DICOM file (truncated or corrupt: {exc})") from None
 
 
 def format_tag(keyword: str) -> str:
@@ -126,6 +145,34 @@ def _first_float(v: Any) -> float | None:
 def get_float(ds: Any, key: str | tuple[int, int]) -> float | None:
     """First value of ``key`` as a finite float, or None."""
     return _first_float(raw(ds, key))
+
+
+def rescale_of(ds: Any, where: str) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept): 1 and 0 when absent; a value present but not a finite number (or a
+    zero slope) is a DicomFormatError naming ``where`` (the file or slice) and the tag."""
+    out = []
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        value = raw(ds, keyword)
+        if value is None:
+            out.append(default)
+            continue
+        number = _first_float(value)
+        if number is None or (keyword == "RescaleSlope" and number == 0.0):
+            raise DicomFormatError(f"{where}: {format_tag(keyword)} is {value!s}; it must be a finite "
+                                   f"{'non-zero ' if keyword == 'RescaleSlope' else ''}number")
+        out.append(number)
+    return out[0], out[1]
+
+
+def pixels_of(ds: Any, where: str) -> Any:
+    """``ds.pixel_array``; a missing, truncated or undecodable PixelData is a DicomFormatError naming ``where``."""
+    if "PixelData" not in ds:
+        raise DicomFormatError(f"{where}: PixelData (7FE0,0010) is missing")
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DicomFormatError(f"{where}: PixelData (7FE0,0010) cannot be decoded (truncated?): {reason}") from None
 
 
 def get_str(ds: Any, key: str | tuple[int, int]) -> str | None:
