@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seq, one = timings["sequential"]["wall_s"], timings["dask_1"]["wall_s"]
     return {
         "benchmark": "batch_throughput", "date": datetime.now().isoformat(timespec="seconds"),
-        "device": device_description("cpu"), "versions": versions(),
+        "device": device_description("cpu"), "versions": versions("cpu"),
         "study": {"voxels": [N, N, N], "voxel_mm": VOXEL_MM, "views": VIEWS, "osem": "4 x 8",
                   "physics": "attenuation + psf + tew", "outputs": "Bq/mL volume, SUV map, lesion report"},
         "n_studies": args.n_studies, "dask_workers": workers, "threads_per_worker": max(1, cores // workers),
