@@ -40,6 +40,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _positive_kev(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value < 2000):
+        raise argparse.ArgumentTypeError(f"must be a photon energy in keV (0-2000), got {text}")
+    return value
+
+
 def add_recon_options(p: argparse.ArgumentParser) -> None:
     """OSEM and physics options shared by the commands that reconstruct."""
     p.add_argument("--iterations", type=int, default=4, help="OSEM iterations (default 4)")
@@ -64,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output volume (.h5)")
     p.add_argument("--ct", type=Path, help="CT series directory for the mu-map (DICOM input)")
     p.add_argument("--collimator", help="collimator preset, overriding the file's (e.g. SY-LEHR)")
+    p.add_argument("--photopeak", metavar="WINDOW", help="name of the photopeak energy window (see the file's windows)")
+    p.add_argument("--radionuclide", metavar="NAME",
+                   help="radionuclide (e.g. Lu-177), when the file names none or the wrong one")
+    p.add_argument("--energy-kev", type=_positive_kev, metavar="KEV",
+                   help="photon energy (keV) for attenuation and the collimator response")
     p.add_argument("--calibration", type=float, metavar="CPS_PER_MBQ",
                    help="system sensitivity (cps/MBq): write Bq/mL instead of counts")
     p.add_argument("--reference-time", type=datetime.fromisoformat, metavar="ISO",
@@ -81,8 +93,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple[SPECTAcquisition, Volume | None]:
-    """Projections and mu-map from our HDF5 or from DICOM NM (+ CT)."""
+def _override(acq: SPECTAcquisition, collimator: str | None, photopeak: str | None, radionuclide: str | None,
+              energy_kev: float | None) -> SPECTAcquisition:
+    """``acq`` with the user's collimator, photopeak window, radionuclide or photon energy (keV)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from recon.data.collimator import get_collimator  # noqa: PLC0415
+    from recon.data.radionuclides import get_radionuclide  # noqa: PLC0415
+
+    changes: dict[str, object] = {}
+    if collimator:
+        changes["collimator"] = get_collimator(collimator)
+    if photopeak is not None:
+        changes["photopeak"] = photopeak
+    if radionuclide is not None:
+        changes["radionuclide"] = get_radionuclide(radionuclide).name
+    if energy_kev is not None:
+        changes["photon_energy_kev"] = energy_kev
+    return replace(acq, **changes) if changes else acq
+
+
+def load_input(path: Path, ct_dir: Path | None, collimator: str | None, *, photopeak: str | None = None,
+               radionuclide: str | None = None,
+               energy_kev: float | None = None) -> tuple[SPECTAcquisition, Volume | None]:
+    """Projections and mu-map from our HDF5 or from DICOM NM (+ CT); ``photopeak`` (window name),
+    ``radionuclide`` and ``energy_kev`` (photon energy) override what the file says."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_dir():
@@ -90,16 +125,12 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None) -> tuple
     if is_hdf5(path) or path.suffix.lower() in (".h5", ".hdf5"):
         if ct_dir is not None:
             raise ValueError("--ct applies to DICOM input; the HDF5 file carries its own mu-map")
-        acq = read_projections(path)
-        if collimator:
-            from recon.data.collimator import get_collimator  # noqa: PLC0415
-            from dataclasses import replace  # noqa: PLC0415
-
-            acq = replace(acq, collimator=get_collimator(collimator))
+        acq = _override(read_projections(path), collimator, photopeak, radionuclide, energy_kev)
         return acq, read_mu_map(path)
     from recon.io.dicom import read_nm  # noqa: PLC0415
 
-    acq = read_nm(path, collimator=collimator)
+    acq = read_nm(path, collimator=collimator, photopeak=photopeak, photon_energy_kev=energy_kev,
+                  radionuclide=radionuclide)
     mu = None
     if ct_dir is not None:
         from recon.physics.attenuation import ct_to_mu_map  # noqa: PLC0415
@@ -165,7 +196,8 @@ def run(args: argparse.Namespace,
         raise ValueError("--reference-time needs --calibration")
     check_positive_options(args, ("calibration",))
     _check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
-    acq, mu = load_input(args.input, args.ct, args.collimator)
+    acq, mu = load_input(args.input, args.ct, args.collimator, photopeak=args.photopeak,
+                         radionuclide=args.radionuclide, energy_kev=args.energy_kev)
     if adjust is not None:
         acq = adjust(acq)
     opts = options_from_args(args)

@@ -6,13 +6,15 @@ import re
 
 from pydicom.dataset import Dataset
 
-from recon.data.radionuclides import get_radionuclide
+from recon.data.radionuclides import get_radionuclide, radionuclide_names
 from recon.data.spect import EnergyWindow
 from recon.io.dicom.values import DicomFormatError, require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["choose_photopeak", "energy_windows", "main_photopeak_kev", "radionuclide_from_header"]
+__all__ = [
+    "choose_photopeak", "energy_windows", "infer_radionuclide", "main_photopeak_kev", "radionuclide_from_header",
+]
 
 _ELEMENTS = {
     "tc": "Tc", "technetium": "Tc", "i": "I", "iodine": "I", "in": "In", "indium": "In",
@@ -109,3 +111,44 @@ def choose_photopeak(windows: list[EnergyWindow], photopeak: str | None, energy_
     raise DicomFormatError(
         f"cannot tell the photopeak window among {names}: radionuclide unknown; pass photopeak= or photon_energy_kev="
     )
+
+
+# Inference of the radionuclide from the windows (when the code sequence is empty, e.g. anonymised files)
+_MIN_YIELD = 0.05  # photons per decay: lines weaker than this are not acquired on their own
+_MIN_KEV = 50.0  # below this, lines are X-rays that SPECT does not window
+_CENTRAL_FRACTION = 1.0 / 6.0  # a window is "on" a line when the line lies within width/6 of its centre
+
+
+def _window_lines(name: str) -> list[float]:
+    """Single-photon lines (keV) of ``name`` that a photopeak window could be set on (no 511 keV)."""
+    return [p.energy_kev for p in get_radionuclide(name).photons
+            if p.yield_per_decay >= _MIN_YIELD and p.energy_kev >= _MIN_KEV and abs(p.energy_kev - 511.0) > 1.0]
+
+
+def infer_radionuclide(windows: list[EnergyWindow]) -> tuple[str | None, str]:
+    """The radionuclide whose photon lines the windows are set on, and how it was decided.
+
+    Rule: a window is *on* a line when the line (yield >= 5 %, >= 50 keV, not
+    annihilation) lies within a sixth of the window's width from its centre.
+    A radionuclide qualifies when a window is on its most intense line; among
+    those, the one with the most lines that windows are on wins. No candidate or
+    a tie gives None, with the reason.
+    """
+    scores: dict[str, list[float]] = {}
+    for name in radionuclide_names():
+        lines = _window_lines(name)
+        if not lines:
+            continue
+        on = [e for e in lines if any(abs(e - w.center_kev) <= _CENTRAL_FRACTION * w.width_kev for w in windows)]
+        main = get_radionuclide(name).main_photon.energy_kev
+        if on and main in on:
+            scores[name] = on
+    if not scores:
+        return None, "no energy window is centred on a known radionuclide's main photon line"
+    best = max(len(v) for v in scores.values())
+    winners = sorted(n for n, v in scores.items() if len(v) == best)
+    if len(winners) > 1:
+        return None, f"the windows fit {', '.join(winners)} equally well"
+    name = winners[0]
+    lines = ", ".join(f"{e:g}" for e in sorted(scores[name]))
+    return name, f"windows centred on its {lines} keV line(s)"

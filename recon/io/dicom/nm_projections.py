@@ -26,7 +26,14 @@ from pydicom.dataset import Dataset
 from recon.data.collimator import Collimator, get_collimator
 from recon.data.spect import EnergyWindow, SPECTAcquisition, SPECTGeometry
 from recon.io.dicom.nm_collimator import collimator_from_dicom_name
-from recon.io.dicom.nm_energy import choose_photopeak, energy_windows, main_photopeak_kev, radionuclide_from_header
+from recon.data.radionuclides import get_radionuclide
+from recon.io.dicom.nm_energy import (
+    choose_photopeak,
+    energy_windows,
+    infer_radionuclide,
+    main_photopeak_kev,
+    radionuclide_from_header,
+)
 from recon.io.dicom.nm_geometry import ViewGeometry, view_geometry
 from recon.io.dicom.nm_layout import FrameLayout, frame_layout
 from recon.io.dicom.nm_metadata import study_metadata
@@ -93,6 +100,7 @@ def read_nm(
     photopeak: str | None = None,
     photon_energy_kev: float | None = None,
     radius_mm: float | None = None,
+    radionuclide: str | None = None,
 ) -> SPECTAcquisition:
     """Read an NM multi-frame TOMO file (Siemens, GE and other standard layouts) into a SPECTAcquisition.
 
@@ -100,11 +108,14 @@ def read_nm(
     ``photopeak`` names the photopeak window (default: the window holding
     ``photon_energy_kev``, which defaults to the radionuclide's main photopeak);
     ``radius_mm`` is used, with a warning, only when RadialPosition is absent.
+    ``radionuclide`` overrides the file's RadionuclideCodeSequence; when neither
+    names one, it is inferred from the window energies
+    (:func:`~recon.io.dicom.nm_energy.infer_radionuclide`) and the inference is logged.
     Counts are RescaleSlope * stored + RescaleIntercept; frame duration in s.
     """
     path = Path(path)
     try:
-        return _read_nm(path, collimator, photopeak, photon_energy_kev, radius_mm)
+        return _read_nm(path, collimator, photopeak, photon_energy_kev, radius_mm, radionuclide)
     except ValueError as exc:  # DicomFormatError, and the data objects' own checks (spacing, duration)
         if path.name in str(exc):
             raise
@@ -112,7 +123,7 @@ def read_nm(
 
 
 def _read_nm(path: Path, collimator: str | Collimator | None, photopeak: str | None,
-             photon_energy_kev: float | None, radius_mm: float | None) -> SPECTAcquisition:
+             photon_energy_kev: float | None, radius_mm: float | None, radionuclide: str | None) -> SPECTAcquisition:
     """:func:`read_nm`'s body; its DicomFormatErrors are prefixed with the file name there."""
     ds = dcmread_checked(path)
     _check_projection_type(ds, path.name)
@@ -128,7 +139,17 @@ def _read_nm(path: Path, collimator: str | Collimator | None, photopeak: str | N
     windows = energy_windows(ds, layout.n_windows)
     counts = _counts(ds, layout, geom, windows, n_rows, n_cols)
 
-    radionuclide = radionuclide_from_header(ds)
+    if radionuclide is not None:
+        radionuclide = get_radionuclide(radionuclide).name  # a clear error for an unknown name
+    else:
+        radionuclide = radionuclide_from_header(ds)
+    if radionuclide is None:
+        radionuclide, how = infer_radionuclide(windows)
+        if radionuclide is not None:
+            logger.warning("%s: no radionuclide code in the file; inferred %s from the energy windows (%s); "
+                           "pass --radionuclide to override", path.name, radionuclide, how)
+        else:
+            logger.info("%s: radionuclide unknown: %s", path.name, how)
     energy = photon_energy_kev if photon_energy_kev is not None else main_photopeak_kev(radionuclide)
     peak = choose_photopeak(windows, photopeak, energy)
     if energy is None:
