@@ -63,7 +63,7 @@ def test_mu_map_in_wrong_units():
     with pytest.raises(ValueError, match=r"implausible at 140.5 keV .* not 1/cm"):
         SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, in_per_cm)
     bone_in_per_cm = Volume(np.full((6, 16, 16), 0.284), geo.image_grid(), "1/mm")  # cortical bone in 1/cm
-    with pytest.raises(ValueError, match=r"maximum 0.284 1/mm is implausible"):
+    with pytest.raises(ValueError, match=r"median 0.284 1/mm\) are implausible"):
         SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, bone_in_per_cm)
     negative = Volume(np.full((6, 16, 16), -0.01), geo.image_grid(), "1/mm")
     with pytest.raises(ValueError, match="negative attenuation"):
@@ -113,3 +113,14 @@ def test_volume_rejects_wrong_shape_and_nan():
 def test_unknown_device():
     with pytest.raises(ValueError, match="device must be one of"):
         SPECTSystemModel(_geo(), get_collimator("SY-LEHR"), 140.5, device="tpu")
+
+
+def test_metal_in_a_mu_map_is_warned_not_refused(caplog):
+    """Steel at 208 keV (~0.12 /mm) is above 3 x cortical bone but real: the map is used, with a warning."""
+    geo = _geo()
+    mu = np.zeros((6, 16, 16), np.float32)
+    mu[:, 4:12, 4:12] = 0.0137  # water at 208 keV
+    mu[3, 7, 7] = 0.12  # a steel screw
+    model = SPECTSystemModel(geo, get_collimator("SY-LEHR"), 208.4, Volume(mu, geo.image_grid(), "1/mm"))
+    assert model.attenuation is not None
+    assert "metal, or a wrong unit" in caplog.text

@@ -269,3 +269,30 @@ def test_existing_scheduler_runs_the_batch(studies, dask_batch, tmp_path: Path) 
     summary = _summary(out)
     assert summary["s1"]["status"] == "ok" and summary["s3"]["status"] == "failed"
     assert np.array_equal(read_volume(out / "s1" / "recon.h5").data, read_volume(src / "s1" / "recon.h5").data)
+
+
+def test_manifest_row_with_more_cells_than_the_header_is_refused(tmp_path: Path) -> None:
+    """A stray comma would shift the dose into the weight column: the row is refused, naming it."""
+    (tmp_path / "a.h5").write_bytes(b"")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,input,weight_kg,dose_mbq\np1,a.h5,70,500\np2,a.h5,,70,500\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"row 3: 1 more cell"):
+        read_manifest(manifest)
+
+
+def test_a_study_run_on_cuda_for_an_auto_row_counts_as_complete(tmp_path: Path) -> None:
+    """--gpus runs device=auto rows on cuda; --resume must not redo them because the record says cuda."""
+    from recon.batch.study import MARKER, is_complete, study_dir
+
+    (tmp_path / "a.h5").write_bytes(b"")
+    manifest = _write_manifest(tmp_path / "m.csv", [{"id": "p1", "input": "a.h5"}])
+    spec = read_manifest(manifest)[0]
+    d = study_dir(tmp_path, spec.id)
+    d.mkdir(parents=True)
+    (d / "recon.h5").write_bytes(b"x")
+    record = {"id": spec.id, "task": "spect", "status": "ok", "outputs": ["recon.h5"],
+              "spec": {**spec.to_dict(), "device": "cuda"}}
+    (d / MARKER).write_text(json.dumps(record), encoding="utf-8")
+    assert is_complete(tmp_path, spec)
+    changed = dataclasses.replace(spec, iterations=spec.iterations + 1)
+    assert not is_complete(tmp_path, changed)

@@ -344,3 +344,27 @@ def test_dicom_seg_and_sr_options_are_checked_before_compute(objects: dict, tmp_
     assert recon_main(["-q", "suv", nm, "--lesions", "--dicom-seg", str(tmp_path / "full")]) == 2
     assert "not an empty directory" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+@pytest.mark.parametrize(("slope", "message"), [(0.0, "must be finite with a non-zero slope"),
+                                                (float("nan"), "has no RealWorldValueSlope")])
+def test_a_broken_real_world_value_slope_is_refused(objects: dict, tmp_path: Path, slope: float,
+                                                    message: str) -> None:
+    from recon.io.dicom import DicomFormatError
+    from recon.io.dicom.nm_recon import read_nm_recon
+
+    ds = pydicom.dcmread(objects["nm"])
+    ds.RealWorldValueMappingSequence[0].RealWorldValueSlope = slope
+    ds.save_as(tmp_path / "bad.dcm")
+    with pytest.raises(DicomFormatError, match=message):
+        read_nm_recon(tmp_path / "bad.dcm")
+
+
+def test_a_seg_of_another_frame_of_reference_is_refused(objects: dict) -> None:
+    pytest.importorskip("highdicom")
+    from recon.io.dicom import DicomFormatError
+    from recon.io.dicom.seg import read_seg_masks
+
+    assert read_seg_masks(objects["seg_nm"], GRID, objects["vol"].frame_of_reference_uid)
+    with pytest.raises(DicomFormatError, match="another study or needs registration"):
+        read_seg_masks(objects["seg_nm"], GRID, "1.2.3.4.5")

@@ -196,8 +196,14 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
                 problems.append(f"row 1, column {key}: required column missing from the header")
         if problems:
             raise ManifestError(str(p), problems)
-        rows = [({k.strip(): v for k, v in r.items() if k is not None}, i)
-                for i, r in enumerate(reader, start=2) if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+        raw_rows = [(r, i) for i, r in enumerate(reader, start=2)
+                    if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+        for r, i in raw_rows:
+            extra = [v for v in (r.get(None) or []) if str(v).strip()]
+            if extra:
+                problems.append(f"row {i}: {len(extra)} more cell(s) than the header has columns ({extra}); "
+                                "a stray comma shifts values into the wrong columns")
+        rows = [({k.strip(): v for k, v in r.items() if k is not None}, i) for r, i in raw_rows]
     specs = []
     seen: dict[str, int] = {}
     for cells, row in rows:

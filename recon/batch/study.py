@@ -90,7 +90,11 @@ def is_complete(outdir: Path, spec: StudySpec) -> bool:
         same_spec = json.loads((study_dir(outdir, spec.id) / MARKER).read_text(encoding="utf-8")).get("spec")
     except (OSError, ValueError):
         return False
-    if same_spec != spec.to_dict():
+    wanted = spec.to_dict()
+    if isinstance(same_spec, dict) and wanted.get("device") == "auto":
+        # "auto" lets the runner choose (--gpus runs such rows on "cuda"): any device it chose is the same row
+        same_spec = {**same_spec, "device": "auto"}
+    if same_spec != wanted:
         logger.info("study %s: the manifest row changed since it ran; it is redone", spec.id)
         return False
     return all((study_dir(outdir, spec.id) / name).exists() for name in rec.outputs)

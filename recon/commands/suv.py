@@ -67,13 +67,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _load_mask(path: str, grid: Any, segment: int | None = None) -> np.ndarray:
+def _load_mask(path: str, grid: Any, segment: int | None = None, frame_of_reference_uid: str = "") -> np.ndarray:
     from recon.commands.suv_dicom import is_dicom_seg, seg_mask  # noqa: PLC0415
     from recon.io.nifti import read_mask_on_grid  # noqa: PLC0415
 
     p = Path(path)
     if is_dicom_seg(path):
-        return seg_mask(path, grid, segment)
+        return seg_mask(path, grid, segment, frame_of_reference_uid)
     if p.suffix == ".npy":
         try:
             m = np.load(p)
@@ -185,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_dicom_outputs(args)
         suv_vol, conversion, info = load_suv_volume(Path(args.series), args)
-        mask = (_load_mask(args.mask, suv_vol.grid, getattr(args, "segment", None)) if getattr(args, "mask", None)
+        mask = (_load_mask(args.mask, suv_vol.grid, getattr(args, "segment", None), suv_vol.frame_of_reference_uid)
+                if getattr(args, "mask", None)
                 else np.ones(suv_vol.grid.shape, bool))
         if not mask.any():
             raise ValueError(f"mask {args.mask} covers no voxel of the series grid (check its geometry)")

@@ -57,11 +57,11 @@ def is_dicom_seg(path: str) -> bool:
     return str(ds.get("SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.4"
 
 
-def seg_mask(path: str, grid: Any, segment: int | None) -> np.ndarray:
-    """The union of a SEG's segments (or segment ``segment``) on ``grid``."""
+def seg_mask(path: str, grid: Any, segment: int | None, frame_of_reference_uid: str = "") -> np.ndarray:
+    """The union of a SEG's segments (or segment ``segment``) on ``grid`` (refused in another frame)."""
     from recon.io.dicom.seg import read_seg_masks  # noqa: PLC0415
 
-    masks = read_seg_masks(path, grid)
+    masks = read_seg_masks(path, grid, frame_of_reference_uid)
     if segment is not None:
         if segment not in masks:
             raise ValueError(f"{path} has no segment {segment}; it has {sorted(masks)}")

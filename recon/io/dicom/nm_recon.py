@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -90,7 +91,11 @@ def _value_mapping(ds: Dataset, name: str) -> tuple[float, float, str | None]:
         slope = get_float(item, "RealWorldValueSlope")
         if slope is None:
             raise DicomFormatError(f"{name}: RealWorldValueMappingSequence[0] has no RealWorldValueSlope (0040,9225)")
-        intercept = get_float(item, "RealWorldValueIntercept") or 0.0
+        intercept = get_float(item, "RealWorldValueIntercept")
+        intercept = 0.0 if intercept is None else intercept
+        if not (math.isfinite(slope) and slope != 0.0 and math.isfinite(intercept)):
+            raise DicomFormatError(f"{name}: RealWorldValueMappingSequence[0] slope {slope} / intercept {intercept} "
+                                   "(0040,9225/9224) must be finite with a non-zero slope")
         units = rwvm_unit(item)
         rescale = get_float(ds, "RescaleSlope")
         if rescale is not None and abs(rescale - slope) > 1e-6 * abs(slope):

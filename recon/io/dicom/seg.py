@@ -135,27 +135,48 @@ def write_seg(path: str | os.PathLike[str], sources: list[Dataset], segments: Se
     return Path(path)
 
 
-def read_seg_masks(path: str | os.PathLike[str], grid: ImageGrid) -> dict[int, tuple[str, np.ndarray]]:
+def _functional_group(ds: Dataset, frame: Dataset, keyword: str, name: str) -> Dataset:
+    """A functional group macro item for one frame: its per-frame item, else the shared one."""
+    for holder in (frame, *(ds.get("SharedFunctionalGroupsSequence") or [])):
+        seq = holder.get(keyword)
+        if seq:
+            return seq[0]
+    raise DicomFormatError(f"{name}: {keyword} is in neither the per-frame nor the shared functional groups")
+
+
+def read_seg_masks(path: str | os.PathLike[str], grid: ImageGrid,
+                   frame_of_reference_uid: str = "") -> dict[int, tuple[str, np.ndarray]]:
     """The segments of a DICOM SEG as boolean masks on ``grid``: {segment number: (label, mask)}.
 
     Each frame's pixel centres (from its Plane Position, the shared orientation and spacing) must fall on
-    voxel centres of ``grid`` (within 0.01 voxel); frames outside the grid are refused.
+    voxel centres of ``grid`` (within 0.01 voxel); frames outside the grid are refused, and so is a SEG in
+    another frame of reference than ``frame_of_reference_uid`` (when both are known).
     """
     p = Path(path)
     ds = dcmread_checked(os.fspath(p))
     if str(ds.get("SOPClassUID", "")) != "1.2.840.10008.5.1.4.1.1.66.4":
         raise DicomFormatError(f"{p.name}: not a DICOM Segmentation (SOPClassUID {ds.get('SOPClassUID', '?')})")
+    seg_frame = str(ds.get("FrameOfReferenceUID", "") or "")
+    if seg_frame and frame_of_reference_uid and seg_frame != frame_of_reference_uid:
+        raise DicomFormatError(f"{p.name}: the SEG is in frame of reference {seg_frame}, the image in "
+                               f"{frame_of_reference_uid}: it belongs to another study or needs registration")
     names = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.SegmentSequence}
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    iop = np.array([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient])
-    row_spacing, col_spacing = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
+    frames = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    if not frames:
+        raise DicomFormatError(f"{p.name}: no PerFrameFunctionalGroupsSequence (5200,9230)")
+    first = frames[0]
+    iop = np.array([float(v) for v in _functional_group(ds, first, "PlaneOrientationSequence", p.name)
+                    .ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in _functional_group(ds, first, "PixelMeasuresSequence", p.name)
+                                .PixelSpacing)
     pixels = ds.pixel_array.reshape(int(ds.NumberOfFrames), int(ds.Rows), int(ds.Columns))
     rr, cc = np.meshgrid(np.arange(int(ds.Rows)), np.arange(int(ds.Columns)), indexing="ij")
     origin, spacing = np.array(grid.origin_mm), np.array(grid.spacing_mm[::-1])  # x, y, z
     masks = {n: np.zeros(grid.shape, dtype=bool) for n in names}
-    for f, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        ipp = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
+    for f, item in enumerate(frames):
+        number = int(_functional_group(ds, item, "SegmentIdentificationSequence", p.name).ReferencedSegmentNumber)
+        ipp = np.array([float(v) for v in _functional_group(ds, item, "PlanePositionSequence", p.name)
+                        .ImagePositionPatient])
         pts = ipp + cc[..., None] * col_spacing * iop[:3] + rr[..., None] * row_spacing * iop[3:]
         idx = (pts - origin) / spacing  # (rows, cols, xyz) in voxels
         near = np.rint(idx)
