@@ -11,7 +11,7 @@ from pydicom.sequence import Sequence
 from recon.data.radionuclides import get_radionuclide
 
 __all__ = [
-    "RWV_UNITS", "code_item", "orientation_code_sequences", "radionuclide_code", "real_world_value_mapping",
+    "RWV_UNITS", "code_item", "orientation_code_sequences", "set_patient_orientation_codes", "radionuclide_code", "real_world_value_mapping",
     "rwvm_unit",
 ]
 
@@ -90,3 +90,13 @@ def rwvm_unit(item: Dataset) -> str | None:
         return None
     return _RWV_TO_UNIT.get(str(seq[0].get("CodeValue", "")).upper())
 
+
+def set_patient_orientation_codes(ds: Dataset) -> None:
+    """Empty Laterality and the NM/PET Patient Orientation code sequences from ``ds.PatientPosition``; the
+    codes replace Patient Position where they exist (C.7.3.1: not both)."""
+    ds.Laterality = None
+    orient, gantry = orientation_code_sequences(str(ds.PatientPosition))
+    ds.PatientOrientationCodeSequence = orient
+    ds.PatientGantryRelationshipCodeSequence = gantry
+    if len(orient):
+        del ds.PatientPosition

@@ -27,7 +27,7 @@ from recon.data.study import PatientInfo
 from recon.io.dicom.nm_recon import find_nm_recon, read_nm_recon
 from recon.io.dicom.series import read_axial_series
 from recon.io.dicom.values import DicomFormatError, format_ds
-from recon.io.dicom.codes import orientation_code_sequences
+from recon.io.dicom.codes import set_patient_orientation_codes
 from recon.io.dicom.image_base import SeriesFacts, atomic_directory, quantise, series_base
 from recon.io.dicom.write_common import PET_IMAGE_STORAGE, new_instance
 
@@ -82,12 +82,7 @@ def _pt_base(base: Dataset, units: str, decay_correction: str, corrected_image: 
     if frame_duration_s is not None:
         base.ActualFrameDuration = int(round(frame_duration_s * 1000.0))
     base.RescaleIntercept = format_ds(0.0)
-    base.Laterality = None
-    orient, gantry = orientation_code_sequences(str(base.PatientPosition))
-    base.PatientOrientationCodeSequence = orient
-    base.PatientGantryRelationshipCodeSequence = gantry
-    if len(orient):  # the codes replace Patient Position (C.7.3.1: not both)
-        del base.PatientPosition
+    set_patient_orientation_codes(base)
 
 
 def write_volume_series(

@@ -34,7 +34,7 @@ from pydicom.tag import Tag
 
 from recon.data.grid import Volume
 from recon.data.study import DoseInfo
-from recon.io.dicom.codes import orientation_code_sequences, radionuclide_code, real_world_value_mapping
+from recon.io.dicom.codes import radionuclide_code, real_world_value_mapping, set_patient_orientation_codes
 from recon.io.dicom.image_base import SeriesFacts, atomic_directory, quantise, series_base
 from recon.io.dicom.values import format_ds
 from recon.io.dicom.write_common import NM_IMAGE_STORAGE, new_instance
@@ -153,12 +153,7 @@ def nm_recon_dataset(volume: Volume, facts: SeriesFacts, study: NMStudyFacts, *,
     ds.PatientOrientation = ["L", "P"]
     ds.ImageID = ""
     ds.ContentQualification = "PRODUCT"
-    ds.Laterality = None
-    orient, gantry = orientation_code_sequences(str(ds.PatientPosition))
-    ds.PatientOrientationCodeSequence = orient
-    ds.PatientGantryRelationshipCodeSequence = gantry
-    if len(orient):  # the codes replace Patient Position (C.7.3.1: not both)
-        del ds.PatientPosition
+    set_patient_orientation_codes(ds)
     ds.EnergyWindowInformationSequence, ds.RadiopharmaceuticalInformationSequence = _isotope(study)
     ds.NumberOfEnergyWindows = len(study.energy_windows)
     ds.DetectorInformationSequence = _detector(host, study.collimator)
