@@ -95,17 +95,23 @@ def compose(*operators: LinearOperator) -> ComposedOperator:
 
 
 class ElementwiseMultiply(_Checked):
-    """x -> w * x for a fixed array w (a diagonal operator, self-adjoint); in and out shape ``w.shape``.
+    """x -> w * x for a fixed array w (a diagonal operator, self-adjoint); in and out shape ``w.shape``,
+    or ``shape`` when given, to which w must broadcast (e.g. PET factors (view, plane, radial, 1) applied
+    to every TOF bin of (view, plane, radial, tof) data).
 
     w stays where it is (numpy or cupy); inputs must live on the same device. Weights are used as
     given (not copied): do not modify them while the operator is in use.
     """
 
-    def __init__(self, weights: Any) -> None:
+    def __init__(self, weights: Any, shape: tuple[int, ...] | None = None) -> None:
         if weights.ndim == 0:
             raise ValueError("ElementwiseMultiply needs an array of weights, not a scalar (use ScalingOperator)")
         self.weights = weights
-        self.in_shape = _shape(weights.shape)
+        self.in_shape = _shape(weights.shape if shape is None else shape)
+        if shape is not None:
+            w = _shape(weights.shape)
+            if len(w) != len(self.in_shape) or any(a not in (1, b) for a, b in zip(w, self.in_shape)):
+                raise ValueError(f"ElementwiseMultiply: weights of shape {w} do not broadcast to {self.in_shape}")
         self.out_shape = self.in_shape
 
     def _multiply(self, x: Any) -> Any:

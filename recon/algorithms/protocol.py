@@ -34,6 +34,9 @@ class SystemModel(Protocol):
     The measured data (shape ``data_shape``) split into ``n_subset_units`` units along their
     first axis or otherwise (SPECT: views; PET: sinogram views or list-mode events); a subset
     is a set of unit indices. Building a subset's operator or data never changes the model.
+
+    Optional: ``subset_sensitivity(indices)`` returns the sensitivity image of a subset when it is not
+    ``A_b^T 1`` (list-mode: the operator sees the recorded events only, the sensitivity every LOR).
     """
 
     grid: ImageGrid  # the image grid in patient space (LPS, mm)

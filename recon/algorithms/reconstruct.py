@@ -60,8 +60,26 @@ def _full_data(model: SystemModel, name: str, array: Any) -> Any:
     return dev
 
 
+def _subset_sensitivity(model: SystemModel, op: Any, indices: Any, b: int) -> Any:
+    """A_b^T 1, or the model's own sensitivity for subset b when it offers one.
+
+    A list-mode model's operator maps to the recorded events only; its sensitivity must sum over
+    every line of response that could have recorded an event, so such a model provides
+    ``subset_sensitivity(indices)`` (an image of ``grid.shape`` on the model's device).
+    """
+    own = getattr(model, "subset_sensitivity", None)
+    if own is None:
+        xp = model.xp
+        return op.adjoint(xp.ones(tuple(op.out_shape), dtype=xp.float32))
+    sens = own(indices)
+    if tuple(sens.shape) != tuple(model.grid.shape):
+        raise ValueError(f"subset {b} sensitivity has shape {tuple(sens.shape)}, the grid is {tuple(model.grid.shape)}")
+    return sens
+
+
 def build_subsets(model: SystemModel, measured: Any, additive: Any | None, n_subsets: int) -> list[Subset]:
-    """Per-subset operators, data, additive terms and sensitivity images A_b^T 1, on the model's device.
+    """Per-subset operators, data, additive terms and sensitivity images A_b^T 1 (or the model's own,
+    see :func:`_subset_sensitivity`), on the model's device.
 
     ``measured`` and ``additive`` (None: no additive term) have the model's ``data_shape``, on the host
     or the model's device; units are partitioned by :func:`interleaved_subsets`.
@@ -73,7 +91,6 @@ def build_subsets(model: SystemModel, measured: Any, additive: Any | None, n_sub
     parts = interleaved_subsets(model.n_subset_units, n_subsets)
     check_partition(parts, model.n_subset_units)
     image_shape = tuple(model.grid.shape)
-    xp = model.xp
     subsets = []
     for b, indices in enumerate(parts):
         op = model.subset_operator(indices)
@@ -81,7 +98,7 @@ def build_subsets(model: SystemModel, measured: Any, additive: Any | None, n_sub
             raise ValueError(f"subset {b} operator takes image shape {tuple(op.in_shape)}, the grid is {image_shape}")
         y = model.subset_data(measured_dev, indices)
         r = None if additive_dev is None else model.subset_data(additive_dev, indices)
-        sensitivity = op.adjoint(xp.ones(tuple(op.out_shape), dtype=xp.float32))
+        sensitivity = _subset_sensitivity(model, op, indices, b)
         subsets.append(Subset(op, y, r, sensitivity))
     return subsets
 
