@@ -32,6 +32,7 @@ from recon.data.grid import ImageGrid, Volume
 from recon.data.pet import ListModeEvents, PETSinogram, ScannerPlacement
 from recon.data.pet_sinogram import SinogramLayout
 from recon.phantoms.phantom import Phantom
+from recon.pet.projector import tof_kernel_of
 from recon.pet.resolution import GaussianPSF
 
 logger = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ def _project(image: Volume, a: np.ndarray, b: np.ndarray, tof: TOFKernel | None)
 
 def tof_kernel(layout: SinogramLayout) -> TOFKernel | None:
     """The scanner's TOF kernel for a TOF layout, None otherwise."""
-    if not layout.tof:
-        return None
-    sc = layout.scanner
-    return TOFKernel(n_bins=sc.n_tof_bins, bin_width_mm=sc.tof_bin_width_mm, sigma_mm=sc.tof_sigma_mm)
+    return tof_kernel_of(layout.scanner) if layout.tof else None
 
 
 def expected_trues(phantom: Phantom, layout: SinogramLayout, placement: ScannerPlacement,
@@ -156,7 +154,8 @@ def expected_trues(phantom: Phantom, layout: SinogramLayout, placement: ScannerP
         total += (line * (att[..., None] if layout.tof else att))
     total /= len(offsets)
     total *= layout.plane_weights()[None, :, None, None] if layout.tof else layout.plane_weights()[None, :, None]
-    total[~layout.transaxial_present()[:, None, :]] = 0.0
+    present = layout.transaxial_present()[:, None, :]
+    total *= present[..., None] if layout.tof else present
     scale = protocol.kappa * protocol.positron_fraction * protocol.frame_duration_s * protocol.decay_during_frame
     return (total * scale).astype(np.float32)
 
@@ -171,7 +170,7 @@ def crystal_normalisation(layout: SinogramLayout, efficiency: np.ndarray) -> np.
         p = lut[ra, rb]
         norm[:, p, :] += efficiency[ra][first] * efficiency[rb][second]
     norm /= layout.plane_weights()[None, :, None]
-    norm[~layout.transaxial_present()[:, None, :]] = 0.0
+    norm *= layout.transaxial_present()[:, None, :]
     return norm.astype(np.float32)
 
 
@@ -185,7 +184,7 @@ def randoms_from_singles(layout: SinogramLayout, singles_cps: np.ndarray, coinci
     for ra, rb in zip(*np.nonzero(lut >= 0)):
         out[:, lut[ra, rb], :] += singles_cps[ra][first] * singles_cps[rb][second]
     out *= coincidence_window_s * duration_s
-    out[~layout.transaxial_present()[:, None, :]] = 0.0
+    out *= layout.transaxial_present()[:, None, :]
     return out.astype(np.float32)
 
 
