@@ -1,0 +1,47 @@
+"""One scatter update inside a PET reconstruction: SSS from the current image, scaled to the tails.
+
+scatter_i = s * n_i * SSS_i(x, mu), with n the normalisation (scattered photons meet the same
+crystal efficiencies) and s fitted by Poisson ML on the emission tails (LORs that miss the body),
+against prompts ~ s * n * SSS + randoms + unscattered, the unscattered part being m (G R x) of the
+current estimate. TOF data: the non-TOF scatter is spread evenly over the TOF bins.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from recon.backend import to_host
+from recon.data.grid import Volume
+from recon.data.pet import PETSinogram
+from recon.pet.randoms import spread_over_tof
+from recon.pet.scatter import single_scatter_simulation, tail_mask, fit_tail_scale
+from recon.pet.system_model import PETSinogramModel
+
+
+def _non_tof(layout, a: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = np.asarray(a, np.float64)
+    return a.sum(axis=-1) if layout.tof else a
+
+
+def update_scatter(model: PETSinogramModel, image: np.ndarray, sino: PETSinogram, mu_map: Volume,
+                   randoms: np.ndarray | None, normalisation: np.ndarray | None,
+                   attenuation: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """(scatter in the layout's shape, fitted scale) for the current ``image`` (counts, model grid)."""
+    layout = sino.layout
+    activity = Volume(np.asarray(image, np.float32), model.grid, "Bq/mL")
+    sss = single_scatter_simulation(activity, mu_map, layout, sino.placement)
+    if normalisation is not None:
+        sss = sss * np.asarray(normalisation, np.float64)
+    unscattered = _non_tof(layout, to_host(model.forward(np.asarray(image, np.float32))))
+    background = unscattered if randoms is None else unscattered + _non_tof(layout, randoms)
+    if attenuation is None:
+        from recon.pet.attenuation import attenuation_factors  # noqa: PLC0415
+        from recon.pet.projector import SinogramProjector  # noqa: PLC0415
+
+        attenuation = to_host(attenuation_factors(SinogramProjector(layout, sino.placement, model.grid, "cpu"), mu_map))
+    mask = tail_mask(np.asarray(attenuation)) & (sss > 0)
+    prompts = _non_tof(layout, sino.prompts)
+    scale, _ = fit_tail_scale(sss, prompts, mask, background=background)
+    scatter = (scale * sss).astype(np.float32)
+    return np.asarray(spread_over_tof(layout, scatter), np.float32), float(scale)
