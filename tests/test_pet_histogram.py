@@ -100,3 +100,15 @@ def test_other_scanner_and_missing_tof_are_refused():
         histogram_prompts(ev, SinogramLayout(get_pet_scanner("small_test"), n_radial=41, tof=True))
     with pytest.raises(ValueError, match="recorded on scanner"):
         histogram_prompts(ev, SinogramLayout(get_pet_scanner("discovery_mi_like"), n_radial=41))
+
+
+def test_acquisition_hands_over_its_placement_and_records():
+    from recon.data.pet import ListModeAcquisition, ScannerPlacement
+    from recon.data.study import PatientInfo
+
+    ev = _events(n=200)
+    acq = ListModeAcquisition(get_pet_scanner("small_test"), ev, ScannerPlacement("FFS", (0, 0, 50.0)),
+                              patient=PatientInfo(weight_kg=80.0))
+    sino = histogram_events(acq, SinogramLayout(get_pet_scanner("small_test"), n_radial=41))
+    assert sino.placement.patient_position == "FFS" and sino.patient.weight_kg == 80.0
+    assert (sino.frame_start_s, sino.frame_duration_s) == (0.0, 60.0)

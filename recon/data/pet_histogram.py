@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from recon.data.pet import ListModeEvents, PETSinogram
+from recon.data.pet import ListModeAcquisition, ListModeEvents, PETSinogram
 from recon.data.pet_sinogram import SinogramLayout
 
 __all__ = ["EventFrame", "frame_events", "histogram_delayed", "histogram_events", "histogram_prompts"]
@@ -102,16 +102,21 @@ def histogram_delayed(events: ListModeEvents, layout: SinogramLayout) -> np.ndar
                      "delayed")
 
 
-def histogram_events(events: ListModeEvents | EventFrame, layout: SinogramLayout, *,
+def histogram_events(events: ListModeEvents | EventFrame | ListModeAcquisition, layout: SinogramLayout, *,
                      frame_start_s: float | None = None, frame_duration_s: float | None = None,
                      **metadata: Any) -> PETSinogram:
     """A :class:`PETSinogram` of prompts (and delayed, when the events carry the flag).
 
-    ``events`` is a whole acquisition (frame 0 .. ``acquisition_duration_s``) or an
+    ``events`` is a whole acquisition (frame 0 .. ``acquisition_duration_s``; a
+    :class:`ListModeAcquisition` also hands over its placement and study records) or an
     :class:`EventFrame` (its start and duration). ``frame_start_s`` / ``frame_duration_s`` (s)
     override those. ``metadata``: the other :class:`PETSinogram` fields (``placement``, ``info``,
-    ``patient``, ``dose``, ``image_grid``).
+    ``patient``, ``dose``, ``image_grid``), which win over the acquisition's.
     """
+    if isinstance(events, ListModeAcquisition):
+        metadata = {"placement": events.placement, "info": events.info, "patient": events.patient,
+                    "dose": events.dose, **metadata}
+        events = events.events
     if isinstance(events, EventFrame):
         start, duration, ev = events.start_s, events.duration_s, events.events
     else:

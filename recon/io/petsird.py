@@ -238,6 +238,8 @@ def read_petsird(path: str | os.PathLike[str], *, scanner_name: str | None = Non
         with petsird.BinaryPETSIRDReader(str(p)) as reader:
             header = reader.read_header()
             scanner, lut = scanner_from_petsird(header.scanner, scanner_name)
+            if header.scanner.gantry_alignment is not None:
+                logger.warning("%s: the PETSIRD gantry alignment transform is not applied (scanner frame kept)", p)
             n_energy = _n_energy_bins(header.scanner)
             for block in reader.read_time_blocks():
                 if not isinstance(block, petsird.TimeBlock.EventTimeBlock):

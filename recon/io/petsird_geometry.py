@@ -166,7 +166,8 @@ def cylindrical_scanner(name: str, modules: np.ndarray, elements: np.ndarray, co
             coincidence_window_ns=coincidence_window_ns if coincidence_window_ns > 0 else 4.0,
             first_crystal_angle_deg=math.degrees(offset),
             source=f"derived from a PETSIRD scanner geometry ({modules.shape[0]} modules x {elements.shape[0]} elements; "
-                   "spatial resolution not in the file: default)",
+                   f"axial centre at gantry z = {float(ring_z.mean()):.3f} mm; spatial resolution not in the file: "
+                   "default)",
         )
     except ValueError as exc:
         raise PETSIRDError(f"PETSIRD geometry does not make a valid scanner: {exc}") from None
