@@ -244,3 +244,14 @@ def test_not_a_petsird_file(tmp_path):
     bad.write_bytes(b"hello world, not yardl")
     with pytest.raises(PETSIRDError, match="not a PETSIRD binary file"):
         read_petsird(bad)
+
+
+def test_petsird_to_our_listmode_cache_round_trip(tmp_path):
+    from recon.io.hdf5 import read_pet_listmode, write_pet_listmode
+
+    acq = read_petsird(_write_one(tmp_path, _scanner_info()))
+    back, _ = read_pet_listmode(write_pet_listmode(acq, tmp_path / "cache.h5"))
+    assert back.scanner == acq.scanner  # the derived geometry, first crystal angle included
+    for name in ("detector_a", "detector_b", "tof_bin", "time_s", "delayed"):
+        np.testing.assert_array_equal(getattr(back.events, name), getattr(acq.events, name))
+    np.testing.assert_array_equal(back.time_blocks_s, acq.time_blocks_s)
