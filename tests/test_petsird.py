@@ -255,3 +255,14 @@ def test_petsird_to_our_listmode_cache_round_trip(tmp_path):
     for name in ("detector_a", "detector_b", "tof_bin", "time_s", "delayed"):
         np.testing.assert_array_equal(getattr(back.events, name), getattr(acq.events, name))
     np.testing.assert_array_equal(back.time_blocks_s, acq.time_blocks_s)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_truncated_file_is_refused(tmp_path, keep):
+    path = tmp_path / "full.petsird"
+    _write(path, _scanner_info(), n_events=400)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.petsird"
+    cut.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(PETSIRDError, match="truncated"):
+        read_petsird(cut)

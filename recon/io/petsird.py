@@ -103,7 +103,10 @@ def _check_file(path: Path, expected_schema: str) -> None:
         except ValueError:
             raise PETSIRDError(f"{path} is not a PETSIRD binary file (truncated header)") from None
         f.seek(pos)
-        schema = f.read(length).decode("utf-8", errors="replace")
+        raw = f.read(length)
+        if len(raw) < length:
+            raise PETSIRDError(f"{path} is a truncated PETSIRD file (its header ends early)")
+        schema = raw.decode("utf-8", errors="replace")
     binary_version = int.from_bytes(head[len(_MAGIC):len(_MAGIC) + 4], "little", signed=True)
     if binary_version != 1:
         raise PETSIRDError(f"{path}: yardl binary format version {binary_version} is not supported (expected 1)")
@@ -262,6 +265,8 @@ def read_petsird(path: str | os.PathLike[str], *, scanner_name: str | None = Non
                     columns["tof"].append(arr[:, 2])
                     columns["time"].append(np.full(len(arr), start_ms / 1000.0))
                     columns["delayed"].append(np.full(len(arr), delayed))
+    except EOFError:
+        raise PETSIRDError(f"{p} is a truncated PETSIRD file (it ends inside its events)") from None
     except RuntimeError as exc:
         raise PETSIRDError(f"{p}: not a readable PETSIRD file ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
     for kind, count in skipped.items():
