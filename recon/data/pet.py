@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recon.data.grid import ImageGrid
+from recon.data.pet_scanner import PETScanner
 from recon.data.pet_sinogram import SinogramLayout
 from recon.data.study import AcquisitionInfo, DoseInfo, PatientInfo
 
@@ -131,3 +132,77 @@ class ListModeEvents:
     @property
     def n_events(self) -> int:
         return int(np.asarray(self.detector_a).shape[0])
+
+
+def _check_factors(name: str, array: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if array is None:
+        return None
+    return _check_counts(name, array, shape)
+
+
+@dataclass(frozen=True)
+class SinogramCorrections:
+    """Per-LOR correction terms of a sinogram, all non-TOF ``(view, plane, radial)`` float32.
+
+    ``randoms``: expected random coincidences (counts in the frame, summed over TOF bins; a TOF
+    model spreads them evenly over the bins). ``normalisation``: detection efficiency factors
+    (dimensionless, multiplicative; 0 in gaps). ``attenuation_factors``: exp(-integral of mu) along
+    each LOR at 511 keV (dimensionless, 0..1).
+    """
+
+    layout: SinogramLayout
+    randoms: np.ndarray | None = None
+    normalisation: np.ndarray | None = None
+    attenuation_factors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.layout.shape[:3]
+        for name in ("randoms", "normalisation", "attenuation_factors"):
+            object.__setattr__(self, name, _check_factors(f"{name} sinogram", getattr(self, name), shape))
+        af = self.attenuation_factors
+        if af is not None and af.size and float(af.max()) > 1.0 + 1e-5:
+            raise ValueError(f"attenuation_factors sinogram holds values above 1 (max {float(af.max())}); "
+                             "expected exp(-integral mu) in 0..1")
+
+    @property
+    def empty(self) -> bool:
+        return self.randoms is None and self.normalisation is None and self.attenuation_factors is None
+
+
+@dataclass(frozen=True)
+class ListModeAcquisition:
+    """List-mode events with the scanner that recorded them and the study metadata.
+
+    ``time_blocks_s``: (n, 2) float64 start/stop (s from the acquisition start) of the blocks
+    the source grouped events in (PETSIRD event time blocks), or None.
+    """
+
+    scanner: PETScanner
+    events: ListModeEvents
+    placement: ScannerPlacement = field(default_factory=ScannerPlacement)
+    info: AcquisitionInfo = field(default_factory=AcquisitionInfo)
+    patient: PatientInfo = field(default_factory=PatientInfo)
+    dose: DoseInfo = field(default_factory=DoseInfo)
+    time_blocks_s: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        sc, ev = self.scanner, self.events
+        if ev.scanner_name != sc.name:
+            raise ValueError(f"list-mode events name scanner {ev.scanner_name!r}, the acquisition's scanner is {sc.name!r}")
+        for name in ("detector_a", "detector_b"):
+            ids = np.asarray(getattr(ev, name))
+            if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= sc.n_crystals):
+                raise ValueError(f"list-mode {name} ids out of range 0..{sc.n_crystals - 1} for scanner {sc.name!r}: "
+                                 f"found {int(ids.min())}..{int(ids.max())}")
+        if ev.tof_bin is not None and ev.n_events:
+            t = np.asarray(ev.tof_bin)
+            if not np.issubdtype(t.dtype, np.integer):
+                raise ValueError(f"list-mode tof_bin must hold integers, got dtype {t.dtype}")
+            if int(t.min()) < 0 or int(t.max()) >= sc.n_tof_bins:
+                raise ValueError(f"list-mode TOF bins {int(t.min())}..{int(t.max())} do not match scanner {sc.name!r}, "
+                                 f"which has {sc.n_tof_bins} TOF bin(s)")
+        if self.time_blocks_s is not None:
+            tb = np.asarray(self.time_blocks_s, np.float64)
+            if tb.ndim != 2 or tb.shape[1] != 2 or not np.isfinite(tb).all() or (tb[:, 1] < tb[:, 0]).any():
+                raise ValueError("time_blocks_s must be an (n, 2) array of finite start <= stop times (s)")
+            object.__setattr__(self, "time_blocks_s", tb)

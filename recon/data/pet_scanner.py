@@ -5,8 +5,9 @@ Scanner frame (mm): origin at the centre of the axial field of view on the scann
 head-first supine patient at table offset 0 this frame coincides with DICOM LPS (see
 :mod:`recon.data.pet_sinogram` for the mapping to patient space).
 
-Crystal ``c`` of a ring sits at the angle ``2*pi*c / crystals_per_ring`` measured from +x
-towards +y. Block gaps are modelled as virtual crystals: each transaxial block holds
+Crystal ``c`` of a ring sits at the angle ``first_crystal_angle_deg + 360*c / crystals_per_ring``
+(degrees) measured from +x towards +y (``first_crystal_angle_deg`` is 0 for the presets; a
+scanner read from a file, e.g. PETSIRD, keeps the angle of its first crystal). Block gaps are modelled as virtual crystals: each transaxial block holds
 ``crystals_per_block`` real crystals followed by ``gap_crystals_per_block`` virtual ones,
 which have no detector behind them (``crystal_present`` is False; their LORs carry zero
 sensitivity). Lines of response end at the mean depth of interaction, ``mean_doi_mm``
@@ -64,6 +65,7 @@ class PETScanner:
     max_ring_difference: int | None = None
     spatial_resolution_fwhm_mm: float = 4.0  # system resolution at the centre, for the image-space PSF
     source: str = ""  # where the numbers come from
+    first_crystal_angle_deg: float = 0.0  # angle of crystal 0 from +x towards +y (deg)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -91,6 +93,8 @@ class PETScanner:
             _positive("tof_bin_width_ps", self.tof_bin_width_ps)
         elif self.n_tof_bins != 1:
             raise ValueError(f"a scanner without TOF (tof_fwhm_ps=0) has 1 TOF bin, got {self.n_tof_bins}")
+        if not np.isfinite(float(self.first_crystal_angle_deg)):
+            raise ValueError(f"first_crystal_angle_deg must be finite, got {self.first_crystal_angle_deg!r}")
         mrd = self.n_rings - 1 if self.max_ring_difference is None else int(self.max_ring_difference)
         if not 0 <= mrd <= self.n_rings - 1:
             raise ValueError(f"max_ring_difference must be in 0..{self.n_rings - 1}, got {self.max_ring_difference}")
@@ -138,7 +142,8 @@ class PETScanner:
 
     def crystal_xy_mm(self) -> np.ndarray:
         """(crystals_per_ring, 2) float64: transaxial LOR end positions (x, y) in the scanner frame (mm)."""
-        angles = 2.0 * np.pi * np.arange(self.crystals_per_ring) / self.crystals_per_ring
+        angles = (np.deg2rad(float(self.first_crystal_angle_deg))
+                  + 2.0 * np.pi * np.arange(self.crystals_per_ring) / self.crystals_per_ring)
         return self.lor_radius_mm * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
     def ring_z_mm(self) -> np.ndarray:

@@ -23,11 +23,11 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from recon.data.grid import Volume
-from recon.data.study import PatientInfo
+from recon.data.study import DoseInfo, PatientInfo
 from recon.io.dicom.nm_recon import find_nm_recon, read_nm_recon
 from recon.io.dicom.series import read_axial_series
 from recon.io.dicom.values import DicomFormatError, format_ds
-from recon.io.dicom.codes import set_patient_orientation_codes
+from recon.io.dicom.codes import radionuclide_code, set_patient_orientation_codes
 from recon.io.dicom.image_base import SeriesFacts, atomic_directory, quantise, series_base
 from recon.io.dicom.write_common import PET_IMAGE_STORAGE, new_instance
 
@@ -57,6 +57,28 @@ def _radiopharmaceutical_sequence(value: Dataset | Sequence | Mapping[str, Any])
             v = copy.deepcopy(v)
         setattr(item, keyword, v)
     return Sequence([item])
+
+
+def _dose_sequence(dose: DoseInfo, reference: Dataset | None) -> Sequence:
+    """RadiopharmaceuticalInformationSequence from the typed dose (PET: RadionuclideTotalDose in Bq),
+    over the reference's item when it has one; the radionuclide code from ``dose.radionuclide``."""
+    if reference is not None and reference.get("RadiopharmaceuticalInformationSequence"):
+        seq = copy.deepcopy(reference.RadiopharmaceuticalInformationSequence)
+    else:
+        seq = Sequence([Dataset()])
+    item = seq[0]
+    if dose.radionuclide:
+        item.RadionuclideCodeSequence = Sequence([radionuclide_code(dose.radionuclide)])
+    if dose.radiopharmaceutical:
+        item.Radiopharmaceutical = dose.radiopharmaceutical
+    if dose.injected_activity_bq is not None:
+        item.RadionuclideTotalDose = format_ds(dose.injected_activity_bq)
+    if dose.injection_time is not None:
+        item.RadiopharmaceuticalStartDateTime = dose.injection_time.strftime("%Y%m%d%H%M%S.%f")
+        item.RadiopharmaceuticalStartTime = dose.injection_time.strftime("%H%M%S.%f")
+    if dose.half_life_s is not None:
+        item.RadionuclideHalfLife = format_ds(dose.half_life_s)
+    return seq
 
 
 def _pt_base(base: Dataset, units: str, decay_correction: str, corrected_image: tuple[str, ...], nz: int,
@@ -103,6 +125,7 @@ def write_volume_series(
     patient: PatientInfo | None = None,
     study_instance_uid: str = "",
     decay_factor: float | None = None,
+    dose: DoseInfo | None = None,
 ) -> list[Path]:
     """Write ``volume`` as a PET Image series (one file per slice) in the new directory ``directory``
     (absent or empty; written beside it and renamed); returns the paths.
@@ -119,6 +142,10 @@ def write_volume_series(
     (0018,9701) and SeriesDate/SeriesTime (where QIBA SUV readers look).
     ``decay_factor`` is Decay Factor (0054,1321), the factor the decay
     correction scaled the values by (required with START/ADMIN; 1 when not given).
+    ``patient`` (weight kg, height m, sex) and ``dose`` (injected activity Bq, injection date-time,
+    half-life s, radionuclide, radiopharmaceutical) write what SUV tools read: PatientWeight,
+    PatientSize, PatientSex and the RadiopharmaceuticalInformationSequence (``dose`` and
+    ``radiopharmaceutical`` together are refused).
     """
     modality = modality.upper()
     if modality == "NM":
@@ -141,7 +168,11 @@ def write_volume_series(
     facts = SeriesFacts(reference, patient, study_instance_uid, frame_of_reference_uid, series_description,
                         series_number, decay_reference_time)
     base = series_base(volume, "PT", facts, now)
-    if radiopharmaceutical is not None:
+    if radiopharmaceutical is not None and dose is not None:
+        raise ValueError("give the radiopharmaceutical either as dose (typed) or as radiopharmaceutical, not both")
+    if dose is not None:
+        base.RadiopharmaceuticalInformationSequence = _dose_sequence(dose, reference)
+    elif radiopharmaceutical is not None:
         base.RadiopharmaceuticalInformationSequence = _radiopharmaceutical_sequence(radiopharmaceutical)
     elif reference is not None and reference.get("RadiopharmaceuticalInformationSequence"):
         base.RadiopharmaceuticalInformationSequence = copy.deepcopy(reference.RadiopharmaceuticalInformationSequence)
