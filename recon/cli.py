@@ -6,7 +6,7 @@ import logging
 import sys
 
 from recon import __version__
-from recon.commands import batch, demo, response, spect, suv
+from recon.commands import batch, demo, pet, response, spect, suv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, long, text in (("-q", "--quiet", "only warnings and errors"), ("-v", "--verbose", "debug logging")):
         parser.add_argument(flag, long, action="store_true", default=argparse.SUPPRESS, help=text)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, spect, suv, response, batch):
+    for module in (demo, spect, pet, suv, response, batch):
         module.register(sub)
     return parser
 

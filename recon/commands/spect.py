@@ -153,7 +153,7 @@ def suv_output_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_suvbw{output.suffix or '.h5'}")
 
 
-def _check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
+def check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
     """Refuse, before any compute, outputs that would overwrite the input or an existing file, or whose
     directory does not exist."""
     for path in paths:
@@ -184,7 +184,7 @@ def _calibration_and_suv(args: argparse.Namespace, acq: SPECTAcquisition
         logger.info("no SUV map: %s", why_not)
         return cal, None, None
     conversion = suv_factors(header, "bw")
-    _check_outputs(args, [suv_output_path(args.output)])
+    check_outputs(args, [suv_output_path(args.output)])
     return cal, header, conversion
 
 
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace,
     if args.reference_time is not None and args.calibration is None:
         raise ValueError("--reference-time needs --calibration")
     check_positive_options(args, ("calibration",))
-    _check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
+    check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
     acq, mu = load_input(args.input, args.ct, args.collimator, photopeak=args.photopeak,
                          radionuclide=args.radionuclide, energy_kev=args.energy_kev)
     if adjust is not None:

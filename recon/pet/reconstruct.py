@@ -22,11 +22,11 @@ from recon.algorithms.osem import OSEMProgress
 from recon.algorithms.reconstruct import OSEMOptions, reconstruct
 from recon.backend import resolve_device, to_host
 from recon.data.grid import ImageGrid, Volume
-from recon.data.pet import PETSinogram
+from recon.data.pet import ListModeEvents, PETSinogram, SinogramCorrections
 from recon.data.pet_sinogram import SinogramLayout
 from recon.pet.attenuation import attenuation_factors
 from recon.pet.projector import SinogramProjector
-from recon.pet.system_model import PETSinogramModel
+from recon.pet.system_model import PETListModeModel, PETSinogramModel
 
 logger = logging.getLogger(__name__)
 
@@ -104,35 +104,53 @@ def _randoms(sino: PETSinogram, options: PETReconOptions) -> np.ndarray | None:
     return np.asarray(randoms_from_delayed(sino.layout, sino.delayed), np.float32)
 
 
-def reconstruct_pet(sino: PETSinogram, mu_map: Volume | None = None, normalisation: np.ndarray | None = None,
-                    options: PETReconOptions | None = None,
-                    callback: Callable[[OSEMProgress], None] | None = None) -> tuple[Volume, PETCorrections]:
-    """Reconstruct one frame; returns the Volume ("counts") and the corrections used."""
-    opts = options or PETReconOptions()
+def prepare_model(sino: PETSinogram, mu_map: Volume | None, corrections: SinogramCorrections | None,
+                  options: PETReconOptions) -> tuple[PETSinogramModel, np.ndarray | None, PETCorrections]:
+    """The sinogram model of ``sino`` with its multiplicative factors, and the additive term
+    (randoms + scatter, layout shape) with the corrections used.
+
+    Stored corrections (``corrections``: randoms, normalisation, attenuation factors) are used where
+    given; attenuation factors are computed from ``mu_map`` otherwise; randoms from the delayed
+    coincidences; scatter by SSS from a first reconstruction, ``scatter_iterations`` times.
+    """
+    opts = options
     layout = sino.layout
     device = resolve_device(opts.device)
     grid = _grid_of(sino, mu_map)
+    if corrections is not None and corrections.layout.shape[:3] != layout.shape[:3]:
+        raise ValueError("the stored corrections were made for another sinogram layout")
+    stored = corrections or SinogramCorrections(layout)
     norm = None
-    if normalisation is not None:
+    if stored.normalisation is not None:
         from recon.pet.normalisation import check_normalisation  # noqa: PLC0415
 
-        norm = check_normalisation(layout, normalisation)
-    if opts.attenuation and mu_map is None:
-        raise ValueError("attenuation correction needs a 511 keV mu-map (or switch attenuation off)")
-    if (opts.attenuation or opts.scatter == "sss") and mu_map is not None and not mu_map.grid.same_as(grid):
+        norm = check_normalisation(layout, stored.normalisation)
+    if mu_map is not None and not mu_map.grid.same_as(grid):
         raise ValueError("the mu-map must lie on the reconstruction grid (resample it first)")
-    if opts.scatter == "sss" and mu_map is None:
-        raise ValueError("scatter estimation (sss) needs the mu-map")
     att = None
     if opts.attenuation:
-        att = np.asarray(to_host(attenuation_factors(SinogramProjector(layout, sino.placement, grid, device), mu_map)),
-                         np.float32)
+        if mu_map is not None:
+            proj = SinogramProjector(layout, sino.placement, grid, device)
+            att = np.asarray(to_host(attenuation_factors(proj, mu_map)), np.float32)
+        elif stored.attenuation_factors is not None:
+            att = stored.attenuation_factors
+        else:
+            raise ValueError("attenuation correction needs a 511 keV mu-map or stored attenuation factors "
+                             "(or switch attenuation off)")
+    if opts.scatter == "sss" and mu_map is None:
+        raise ValueError("scatter estimation (sss) needs the 511 keV mu-map (or scatter='none')")
     m = np.ones(layout.shape[:3], np.float32)
-    if norm is not None:
-        m *= norm
-    if att is not None:
-        m *= att
-    randoms = _randoms(sino, opts)
+    for factor in (norm, att):
+        if factor is not None:
+            m *= factor
+    if opts.randoms == "none":
+        randoms = None
+    elif stored.randoms is not None:
+        from recon.pet.randoms import spread_over_tof  # noqa: PLC0415
+
+        randoms = np.asarray(spread_over_tof(layout, stored.randoms), np.float32)
+    else:
+        randoms = _randoms(sino, opts)
     psf = (opts.psf_fwhm_mm or layout.scanner.spatial_resolution_fwhm_mm) if opts.psf else None
     model = PETSinogramModel(layout, sino.placement, grid, multiplicative=m, psf_fwhm_mm=psf, device=device)
     additive = None if randoms is None else randoms.copy()
@@ -148,10 +166,41 @@ def reconstruct_pet(sino: PETSinogram, mu_map: Volume | None = None, normalisati
             additive = scatter if randoms is None else randoms + scatter
             logger.info("scatter estimate %d/%d: scale %.4g, %.3g counts", k + 1, opts.scatter_iterations, scale,
                         float(scatter.sum()))
+    notes = {"psf_fwhm_mm": psf}
+    return model, additive, PETCorrections(m, randoms, scatter, att, norm, scale, notes)
+
+
+def _volume(x: Any, sino: PETSinogram, model: Any, opts: PETReconOptions, used: PETCorrections, mode: str) -> Volume:
+    layout = sino.layout
+    meta = {"modality": "PT", "scanner": layout.scanner.name, "tof": layout.tof, "span": layout.span, "mode": mode,
+            "iterations": opts.n_iterations, "subsets": opts.n_subsets, "psf_fwhm_mm": used.notes.get("psf_fwhm_mm"),
+            "attenuation": used.attenuation is not None, "randoms": opts.randoms, "scatter": opts.scatter}
+    return Volume(np.asarray(to_host(x), np.float32), model.grid, "counts", meta, sino.info.frame_of_reference_uid)
+
+
+def reconstruct_pet(sino: PETSinogram, mu_map: Volume | None = None, *,
+                    corrections: SinogramCorrections | None = None, options: PETReconOptions | None = None,
+                    callback: Callable[[OSEMProgress], None] | None = None) -> tuple[Volume, PETCorrections]:
+    """Sinogram OSEM of one frame; returns the Volume ("counts") and the corrections used."""
+    opts = options or PETReconOptions()
+    model, additive, used = prepare_model(sino, mu_map, corrections, opts)
     x = reconstruct(model, sino.prompts, additive, OSEMOptions(opts.n_iterations, opts.n_subsets, opts.progress),
                     callback=callback)
-    meta = {"modality": "PT", "scanner": layout.scanner.name, "tof": layout.tof, "span": layout.span,
-            "iterations": opts.n_iterations, "subsets": opts.n_subsets, "psf_fwhm_mm": psf,
-            "attenuation": att is not None, "randoms": opts.randoms, "scatter": opts.scatter}
-    volume = Volume(np.asarray(to_host(x), np.float32), grid, "counts", meta, sino.info.frame_of_reference_uid)
-    return volume, PETCorrections(m, randoms, scatter, att, norm, scale)
+    return _volume(x, sino, model, opts, used, "sinogram"), used
+
+
+def reconstruct_pet_listmode(events: ListModeEvents, sino: PETSinogram, mu_map: Volume | None = None, *,
+                             corrections: SinogramCorrections | None = None, options: PETReconOptions | None = None,
+                             callback: Callable[[OSEMProgress], None] | None = None) -> tuple[Volume, PETCorrections]:
+    """List-mode OSEM of ``events``; ``sino`` is their span-1 histogram (same layout, from
+    :func:`recon.data.pet_histogram.histogram_events`), used for the corrections (randoms from the
+    delayed events, scatter) and the sensitivity. The additive term of each event is that of its bin."""
+    opts = options or PETReconOptions()
+    model, additive, used = prepare_model(sino, mu_map, corrections, opts)
+    lm = PETListModeModel(sino.layout, sino.placement, model.grid, events, multiplicative=used.multiplicative,
+                          psf_fwhm_mm=used.notes.get("psf_fwhm_mm"), device=model.device)
+    ones = np.ones(lm.data_shape, np.float32)
+    event_additive = None if additive is None else lm.event_values(additive)
+    x = reconstruct(lm, ones, event_additive, OSEMOptions(opts.n_iterations, opts.n_subsets, opts.progress),
+                    callback=callback)
+    return _volume(x, sino, lm, opts, used, "list-mode"), used

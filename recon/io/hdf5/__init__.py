@@ -4,7 +4,7 @@ Kinds: ``recon-volume`` (:mod:`.volume`), ``recon-spect-projections``
 (:mod:`.spect_projections`), ``recon-pet-sinogram`` (:mod:`.pet_sinogram`) and
 ``recon-pet-listmode`` (:mod:`.pet_listmode`).
 """
-from recon.io.hdf5.container import FileFormatError, is_hdf5, json_default
+from recon.io.hdf5.container import FileFormatError, format_of, is_hdf5, json_default
 from recon.io.hdf5.pet_listmode import FORMAT_PET_LISTMODE, PET_LISTMODE_VERSION, read_pet_listmode, write_pet_listmode
 from recon.io.hdf5.pet_sinogram import FORMAT_PET_SINOGRAM, PET_SINOGRAM_VERSION, read_pet_sinogram, write_pet_sinogram
 from recon.io.hdf5.spect_projections import (
@@ -34,6 +34,7 @@ __all__ = [
     "PROJECTIONS_VERSION",
     "VOLUME_VERSION",
     "FileFormatError",
+    "format_of",
     "is_hdf5",
     "json_default",
     "read_mu_map",

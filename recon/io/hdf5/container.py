@@ -83,6 +83,19 @@ def create(path: str | os.PathLike[str], kind: str, version: int, write: Callabl
     return p
 
 
+def format_of(path: str | os.PathLike[str]) -> str | None:
+    """The ``format`` attribute of our HDF5 file at ``path`` (its kind), or None when it has none or is no HDF5."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0 or not is_hdf5(p):
+        return None
+    try:
+        with h5py.File(p, "r") as f:
+            found = _decode(f.attrs.get("format"))
+    except OSError:
+        return None
+    return found if isinstance(found, str) else None
+
+
 def open_checked(path: str | os.PathLike[str], kind: str, max_version: int) -> tuple[h5py.File, int]:
     """Open ``path`` read-only as a file of ``kind``, versions 1..``max_version``; returns (file, version).
 
