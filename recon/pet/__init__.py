@@ -1,0 +1,1 @@
+"""PET physics and system model: attenuation, normalisation, randoms, scatter, resolution, projector."""
