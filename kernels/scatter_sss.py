@@ -1,12 +1,13 @@
 """Single scatter simulation (Watson) hot loops: ray integrals from scatter points to detectors,
-the scatter of every sampled detector pair, and interpolation onto sinogram bins.
+the scatter of sampled LORs (:func:`sss_lors`), and interpolation onto sinogram bins.
 
 Pure functions of arrays and plain numbers (no ``recon`` imports); the per-element physics is in
 :mod:`kernels.compton_math`. Geometry in the scanner frame (mm). Volumes are sampled trilinearly
 (zero outside) at index coordinates ``i = a * p + b`` per axis (``a``, ``b`` from the image grid and
 the scanner placement; ``axis_coef`` rows are x, y, z and map to array axes 2, 1, 0).
 
-Scatter of the detector pair (A, B) (Watson 1996; 2000)::
+Scatter of the LOR between detectors A and B (Watson 1996; 2000), per scatter point in
+:func:`sss_point_term`::
 
     S_AB = sum_S (mu_S dV_S) f_KN(cos t) (sigma_A cos_A / R_A^2) (sigma_B cos_B / R_B^2) / (2 pi)
            * [ e(511) e(E') exp(-M_A - k(E') M_B) L_A  +  e(E') e(511) exp(-M_B - k(E') M_A) L_B ]
@@ -112,53 +113,75 @@ def point_detector_integrals(mu, act, axis_coef, points, detectors, step_mm):
     return m, lam
 
 
-@numba.njit(cache=True, parallel=True)
-def sss_detector_pairs(points, weights, detectors, normals, m_int, l_int, area_mm2, k_table,
-                       e_lo, e_hi, fwhm_frac):
-    """(n_det, n_det) single scatter of every detector pair (module formula), symmetric."""
-    n_d = detectors.shape[0]
-    n_s = points.shape[0]
-    sigma_kn = _kn_total(511.0)
-    eff511 = _eff(511.0, e_lo, e_hi, fwhm_frac)
-    out = np.zeros((n_d, n_d))
-    for a in numba.prange(n_d):
-        for b in range(a, n_d):
-            acc = 0.0
-            for s in range(n_s):
-                ux = points[s, 0] - detectors[a, 0]
-                uy = points[s, 1] - detectors[a, 1]
-                uz = points[s, 2] - detectors[a, 2]
-                wx = detectors[b, 0] - points[s, 0]
-                wy = detectors[b, 1] - points[s, 1]
-                wz = detectors[b, 2] - points[s, 2]
-                ra2 = ux * ux + uy * uy + uz * uz
-                rb2 = wx * wx + wy * wy + wz * wz
-                ra = math.sqrt(ra2)
-                rb = math.sqrt(rb2)
-                cos_t = (ux * wx + uy * wy + uz * wz) / (ra * rb)
-                e1 = _e_scat(511.0, cos_t)
-                eff1 = _eff(e1, e_lo, e_hi, fwhm_frac)
-                if eff1 <= 0.0:
-                    continue
-                cos_a = abs(ux * normals[a, 0] + uy * normals[a, 1]) / ra
-                cos_b = abs(wx * normals[b, 0] + wy * normals[b, 1]) / rb
-                ki = int(e1)
-                fk = e1 - ki
-                k = k_table[ki] * (1.0 - fk) + k_table[min(ki + 1, k_table.shape[0] - 1)] * fk
-                geo = (area_mm2 * cos_a / ra2) * (area_mm2 * cos_b / rb2) / (2.0 * math.pi)
-                ta = math.exp(-m_int[s, a] - k * m_int[s, b]) * l_int[s, a]
-                tb = math.exp(-m_int[s, b] - k * m_int[s, a]) * l_int[s, b]
-                acc += weights[s] * _kn(511.0, cos_t, sigma_kn) * geo * eff511 * eff1 * (ta + tb)
-            out[a, b] = acc
-            out[b, a] = acc
-    return out
+def sss_point_term(ux, uy, uz, wx, wy, wz, na_x, na_y, nb_x, nb_y, m_a, m_b, l_a, l_b, weight, area_mm2,
+                   k_table, e_lo, e_hi, fwhm_frac, sigma_kn, eff511):
+    """One scatter point's contribution to the LOR (A, B) (module formula); ``u = S - A``, ``w = B - S``,
+    ``n_a``, ``n_b`` the detectors' transaxial normals, ``m``/``l`` the mu/activity integrals S -> A, B."""
+    ra2 = ux * ux + uy * uy + uz * uz
+    rb2 = wx * wx + wy * wy + wz * wz
+    ra = math.sqrt(ra2)
+    rb = math.sqrt(rb2)
+    cos_t = (ux * wx + uy * wy + uz * wz) / (ra * rb)
+    e1 = _e_scat(511.0, cos_t)
+    eff1 = _eff(e1, e_lo, e_hi, fwhm_frac)
+    if eff1 <= 0.0:
+        return 0.0
+    cos_a = abs(ux * na_x + uy * na_y) / ra
+    cos_b = abs(wx * nb_x + wy * nb_y) / rb
+    ki = int(e1)
+    fk = e1 - ki
+    k = k_table[ki] * (1.0 - fk) + k_table[min(ki + 1, k_table.shape[0] - 1)] * fk
+    geo = (area_mm2 * cos_a / ra2) * (area_mm2 * cos_b / rb2) / (2.0 * math.pi)
+    ta = math.exp(-m_a - k * m_b) * l_a
+    tb = math.exp(-m_b - k * m_a) * l_b
+    return weight * _kn(511.0, cos_t, sigma_kn) * geo * eff511 * eff1 * (ta + tb)
+
+
+_point_term = numba.njit(cache=True, inline="always")(sss_point_term)
 
 
 @numba.njit(cache=True, inline="always")
-def _periodic_taps(f, n):
-    i0 = int(math.floor(f))
-    w = f - i0
-    return i0 % n, (i0 + 1) % n, w
+def _angle_lookup(tab, s, m, c_frac):
+    """tab[s, m, angle sample] linearly interpolated (periodic) at fractional sample ``c_frac``."""
+    n = tab.shape[2]
+    i0 = int(math.floor(c_frac))
+    w = c_frac - i0
+    return tab[s, m, i0 % n] * (1.0 - w) + tab[s, m, (i0 + 1) % n] * w
+
+
+@numba.njit(cache=True, parallel=True)
+def sss_lors(points, weights, m_tab, l_tab, det_radius, cpr, z_samples, crystal_a, crystal_b, ring_sample_a,
+             ring_sample_b, area_mm2, k_table, e_lo, e_hi, fwhm_frac):
+    """(n,) single scatter of LORs between crystal ``crystal_a[i]`` at axial sample ``ring_sample_a[i]`` and
+    ``crystal_b[i]`` at ``ring_sample_b[i]``. ``m_tab``, ``l_tab`` (n_points, n_ring_samples, n_angle_samples):
+    integrals from each scatter point to detectors at evenly spaced angles (interpolated to the crystal)."""
+    n = crystal_a.shape[0]
+    n_s = points.shape[0]
+    n_cs = m_tab.shape[2]
+    sigma_kn = _kn_total(511.0)
+    eff511 = _eff(511.0, e_lo, e_hi, fwhm_frac)
+    out = np.zeros(n)
+    for i in numba.prange(n):
+        pa = 2.0 * math.pi * crystal_a[i] / cpr
+        pb = 2.0 * math.pi * crystal_b[i] / cpr
+        na_x, na_y = math.cos(pa), math.sin(pa)
+        nb_x, nb_y = math.cos(pb), math.sin(pb)
+        ax, ay, az = det_radius * na_x, det_radius * na_y, z_samples[ring_sample_a[i]]
+        bx, by, bz = det_radius * nb_x, det_radius * nb_y, z_samples[ring_sample_b[i]]
+        ca = crystal_a[i] * n_cs / cpr
+        cb = crystal_b[i] * n_cs / cpr
+        acc = 0.0
+        for s in range(n_s):
+            m_a = _angle_lookup(m_tab, s, ring_sample_a[i], ca)
+            m_b = _angle_lookup(m_tab, s, ring_sample_b[i], cb)
+            l_a = _angle_lookup(l_tab, s, ring_sample_a[i], ca)
+            l_b = _angle_lookup(l_tab, s, ring_sample_b[i], cb)
+            acc += _point_term(points[s, 0] - ax, points[s, 1] - ay, points[s, 2] - az,
+                               bx - points[s, 0], by - points[s, 1], bz - points[s, 2],
+                               na_x, na_y, nb_x, nb_y, m_a, m_b, l_a, l_b, weights[s], area_mm2,
+                               k_table, e_lo, e_hi, fwhm_frac, sigma_kn, eff511)
+        out[i] = acc
+    return out
 
 
 @numba.njit(cache=True, inline="always")
@@ -172,40 +195,26 @@ def _clamped_taps(f, n):
 
 
 @numba.njit(cache=True, parallel=True)
-def interpolate_to_bins(pair_scatter, n_cs, n_rs, first, second, ring_a, ring_b, plane, n_planes, cpr, n_rings,
-                        log_values, out):
-    """out[v, p, r] += 4-linear interpolation of ``pair_scatter`` (detector = ring_sample * n_cs +
-    crystal_sample; crystal samples evenly spaced in angle, periodic; ring samples evenly from the
-    first to the last ring) at every ring pair of the plane. With ``log_values`` the table holds
-    logarithms and the interpolated value is exponentiated (geometric interpolation: no overshoot
-    where the scatter falls steeply towards the edge of the field of view)."""
-    n_views, n_radial = first.shape
-    cs = n_cs / cpr
-    rs = (n_rs - 1) / max(n_rings - 1, 1)
+def views_rings_to_bins(table, view0, view1, view_w, ring_a, ring_b, plane, ring_scale, out):
+    """out[v, p, r] += the scatter ``table[view sample, ring sample a, ring sample b, r]`` interpolated
+    linearly between view samples ``view0[v]``, ``view1[v]`` (weight ``view_w[v]`` on the second) and
+    bilinearly at the fractional ring samples ``ring * ring_scale`` of every ring pair of plane p."""
+    n_views = out.shape[0]
+    n_radial = out.shape[2]
+    n_rs = table.shape[1]
     for v in numba.prange(n_views):
         for q in range(ring_a.shape[0]):
             p = plane[q]
-            ma0, ma1, wma = _clamped_taps(ring_a[q] * rs, n_rs)
-            mb0, mb1, wmb = _clamped_taps(ring_b[q] * rs, n_rs)
+            a0, a1, wa = _clamped_taps(ring_a[q] * ring_scale, n_rs)
+            b0, b1, wb = _clamped_taps(ring_b[q] * ring_scale, n_rs)
             for r in range(n_radial):
-                ka0, ka1, wka = _periodic_taps(first[v, r] * cs, n_cs)
-                kb0, kb1, wkb = _periodic_taps(second[v, r] * cs, n_cs)
                 acc = 0.0
-                for ima in range(2):
-                    ma = ma1 if ima else ma0
-                    cma = wma if ima else 1.0 - wma
-                    for ika in range(2):
-                        ka = ka1 if ika else ka0
-                        cka = wka if ika else 1.0 - wka
-                        da = ma * n_cs + ka
-                        for imb in range(2):
-                            mb = mb1 if imb else mb0
-                            cmb = wmb if imb else 1.0 - wmb
-                            for ikb in range(2):
-                                kb = kb1 if ikb else kb0
-                                ckb = wkb if ikb else 1.0 - wkb
-                                acc += cma * cka * cmb * ckb * pair_scatter[da, mb * n_cs + kb]
-                out[v, p, r] += math.exp(acc) if log_values else acc
+                for iv in range(2):
+                    vs = view1[v] if iv else view0[v]
+                    cv = view_w[v] if iv else 1.0 - view_w[v]
+                    acc += cv * ((1.0 - wa) * ((1.0 - wb) * table[vs, a0, b0, r] + wb * table[vs, a0, b1, r])
+                                 + wa * ((1.0 - wb) * table[vs, a1, b0, r] + wb * table[vs, a1, b1, r]))
+                out[v, p, r] += acc
 
 
 @numba.njit(cache=True, parallel=True)

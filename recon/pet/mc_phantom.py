@@ -145,3 +145,20 @@ def cylinder_phantom_volumes(phantom: CylinderPhantom, grid: ImageGrid, n_pairs:
     mu = fz[:, None, None] * disk_v[None] * linear_mu_per_mm("water", 511.0)
     return (Volume(activity.astype(np.float32), grid, unit="pairs/mL"),
             Volume(mu.astype(np.float32), grid, unit="1/mm"))
+
+
+def scatter_agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Relative differences of a scatter estimate from a truth (non-TOF sinograms):
+    ``total`` = sum(est)/sum(truth) - 1, and for the radial (summed over views and planes), view
+    and plane profiles the relative L2 ``|p_est - p_truth| / |p_truth|`` and the largest
+    deviation relative to the profile's maximum (``*_max``)."""
+    e = np.asarray(estimate, np.float64)
+    t = np.asarray(truth, np.float64)
+    if e.shape != t.shape or e.ndim != 3:
+        raise ValueError(f"estimate {e.shape} and truth {t.shape} must be non-TOF sinograms of one shape")
+    out = {"total": float(e.sum() / t.sum() - 1.0)}
+    for name, axes in (("radial", (0, 1)), ("view", (1, 2)), ("plane", (0, 2))):
+        pe, pt = e.sum(axis=axes), t.sum(axis=axes)
+        out[name] = float(np.linalg.norm(pe - pt) / np.linalg.norm(pt))
+        out[f"{name}_max"] = float(np.abs(pe - pt).max() / pt.max())
+    return out

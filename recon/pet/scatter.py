@@ -3,18 +3,18 @@
 Model (:mod:`kernels.scatter_sss` for the formula): every coarse cell of the mu-map whose mean
 attenuation exceeds ``mu_threshold_per_mm`` is one scatter point, placed at the cell's mu-weighted
 centroid with weight ``mu dV`` = the cell's sum of mu x voxel volume (mm^2), so the total
-scattering strength of the body is kept exactly whatever the cell size. For a subset of
-detectors (``n_crystal_samples`` evenly spaced in angle around the ring, ``n_ring_samples`` evenly
-spaced from the first to the last ring) the integrals of mu (511 keV) and of the activity from
-each scatter point to each detector are ray-marched (trilinear samples, step ``step_mm``); the
-scatter of every sampled detector pair sums the Klein-Nishina density, the energy-window
-acceptance of the unscattered (511 keV) and the scattered photon (Gaussian energy resolution,
-:class:`recon.pet.energy.PETEnergyWindow`), the attenuation of the scattered photon at its energy
-(water-like scaling ``mu(E') = mu(511) mu_w(E')/mu_w(511)``), the detector area and obliquity
-``sigma cos / R^2`` on both sides, and ``1/(2 pi)``. The sampled pairs are interpolated
-(4-linear in the two crystal angles, periodic, and the two ring positions, on the logarithm by
-default) onto every sinogram
-bin and summed over the ring pairs of each plane (span > 1).
+scattering strength of the body is kept exactly whatever the cell size. The integrals of mu
+(511 keV) and of the activity from each scatter point to detectors at ``n_angle_samples`` angles
+and ``n_ring_samples`` axial positions (evenly from the first to the last ring) are ray-marched
+(trilinear samples, step ``step_mm``) and interpolated in angle to the crystals. The scatter of
+every radial bin of ``n_view_samples`` views, for every pair of axial samples, sums over the
+scatter points the Klein-Nishina density, the energy-window acceptance of the unscattered (511 keV)
+and the scattered photon (Gaussian energy resolution, :class:`recon.pet.energy.PETEnergyWindow`),
+the attenuation of the scattered photon at its energy (water-like scaling
+``mu(E') = mu(511) mu_w(E')/mu_w(511)``), the detector area and obliquity ``sigma cos / R^2`` on
+both sides, and ``1/(2 pi)``. It is exact along the radial direction (where scatter changes
+fastest, down to the tails) and interpolated linearly over views and bilinearly over the two rings
+of every ring pair, summed over the ring pairs of each plane (span > 1).
 
 Units. The activity is read as a concentration per mL (Bq/mL, or relative); the emission density
 per mm^3 is value / 1000. With Bq/mL the unscaled sinogram is in single-scatter coincidences per
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.scatter_sss import interpolate_to_bins, lor_integrals, point_detector_integrals, sss_detector_pairs
+from kernels.scatter_sss import lor_integrals, point_detector_integrals, sss_lors, views_rings_to_bins
 from recon.data.grid import Volume
 from recon.data.pet import ScannerPlacement
 from recon.data.pet_sinogram import SinogramLayout
@@ -55,19 +55,22 @@ _AXIS_SIGNS = {"HFS": (1.0, 1.0, 1.0), "HFP": (-1.0, -1.0, 1.0), "FFS": (-1.0, 1
 
 @dataclass(frozen=True)
 class SSSOptions:
-    """Sampling of the single scatter simulation (``None``: chosen from the scanner and grid).
+    """Sampling of the single scatter simulation (``None``: chosen from the scanner).
 
-    ``cell_mm``: scatter-cell size (z, y, x) in mm; ``n_crystal_samples`` / ``n_ring_samples``:
-    the detector subset; ``step_mm``: ray-marching step (default: the smallest voxel spacing);
-    ``log_interpolation``: interpolate the sampled pairs' logarithms (geometric interpolation;
-    linear interpolation overshoots the steep fall of scatter at the edge of the field of view)."""
+    ``cell_mm``: scatter-cell size (z, y, x) in mm; ``mu_threshold_per_mm``: cells of lower mean
+    mu are skipped; ``n_view_samples``: views at which the SSS is evaluated (evenly spaced, first and
+    last included; default a quarter of the views, at least 8); ``n_ring_samples``: axial detector
+    positions (evenly from the first to the last ring; default one per ~16 mm, at least 2);
+    ``n_angle_samples``: detector angles at which the ray integrals are computed (interpolated to the
+    crystals; default all crystals up to 128); ``step_mm``: ray-marching step (default the smallest
+    voxel spacing)."""
 
     cell_mm: tuple[float, float, float] = (12.0, 12.0, 12.0)
     mu_threshold_per_mm: float = 0.002
-    n_crystal_samples: int | None = None
+    n_view_samples: int | None = None
     n_ring_samples: int | None = None
+    n_angle_samples: int | None = None
     step_mm: float | None = None
-    log_interpolation: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,17 +136,21 @@ def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, 
     return np.ascontiguousarray(points, np.float64), w * float(np.prod(spacing))
 
 
-def _default_samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int]:
+def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int]:
     sc = layout.scanner
-    n_cs = options.n_crystal_samples or max(16, sc.crystals_per_ring // 4)
-    if options.n_ring_samples is not None:
-        n_rs = options.n_ring_samples
-    else:
-        n_rs = sc.n_rings if sc.n_rings <= 16 else int(math.ceil((sc.n_rings - 1) * sc.ring_spacing_mm / 16.0)) + 1
-    if not 4 <= n_cs <= sc.crystals_per_ring or not 1 <= n_rs <= sc.n_rings or (n_rs == 1 and sc.n_rings > 1):
-        raise ValueError(f"detector samples must be 4..{sc.crystals_per_ring} crystals and 2..{sc.n_rings} rings, "
-                         f"got {n_cs} and {n_rs}")
-    return int(n_cs), int(n_rs)
+    n_vs = options.n_view_samples or max(8, layout.n_views // 4)
+    n_rs = options.n_ring_samples
+    if n_rs is None:
+        n_rs = max(2, int(math.ceil((sc.n_rings - 1) * sc.ring_spacing_mm / 16.0)) + 1)
+    n_rs = min(int(n_rs), sc.n_rings)
+    n_cs = options.n_angle_samples or min(sc.crystals_per_ring, 128)
+    if not 2 <= n_vs <= layout.n_views:
+        raise ValueError(f"n_view_samples must be in 2..{layout.n_views}, got {n_vs}")
+    if not 8 <= n_cs <= sc.crystals_per_ring:
+        raise ValueError(f"n_angle_samples must be in 8..{sc.crystals_per_ring}, got {n_cs}")
+    if n_rs < 1 or (n_rs == 1 and sc.n_rings > 1):
+        raise ValueError(f"n_ring_samples must be in 2..{sc.n_rings}, got {n_rs}")
+    return int(n_vs), int(n_rs), int(n_cs)
 
 
 def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: SinogramLayout,
@@ -153,7 +160,9 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     """Unscaled single scatter (float64, the layout's non-TOF shape); module docstring for the model.
 
     ``activity`` (per mL) and ``mu_map`` (1/mm at 511 keV) must share one grid, in patient LPS mm;
-    ``placement`` puts the scanner frame in patient space.
+    ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on every
+    radial bin of the sampled views and axial positions, then interpolated linearly over views and
+    bilinearly over the two rings of each ring pair.
     """
     if not activity.grid.same_as(mu_map.grid):
         raise ValueError("activity and mu-map must lie on the same grid (shape, spacing and origin)")
@@ -163,33 +172,56 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
         raise ValueError("activity estimate contains negative values")
     grid = mu_map.grid
     sc = layout.scanner
-    n_cs, n_rs = _default_samples(layout, options)
+    cpr = sc.crystals_per_ring
+    n_vs, n_rs, n_cs = _samples(layout, options)
     step = float(options.step_mm or min(grid.spacing_mm))
     points, weights = _scatter_points(mu, grid, placement, options.cell_mm, options.mu_threshold_per_mm)
+    if points.shape[0] == 0:
+        raise ValueError(f"no scatter points: no mu-map cell has a mean mu above {options.mu_threshold_per_mm} /mm")
+    # ray integrals from every scatter point to detectors at n_cs angles and n_rs axial positions
     angles = 2.0 * np.pi * np.arange(n_cs) / n_cs
     z_rings = sc.ring_z_mm()
-    z_samples = np.linspace(z_rings[0], z_rings[-1], n_rs) if n_rs > 1 else z_rings[:1]
+    z_samples = np.linspace(z_rings[0], z_rings[-1], n_rs) if n_rs > 1 else z_rings[:1].copy()
     det = np.empty((n_rs * n_cs, 3))
     det[:, 0] = np.tile(sc.lor_radius_mm * np.cos(angles), n_rs)
     det[:, 1] = np.tile(sc.lor_radius_mm * np.sin(angles), n_rs)
     det[:, 2] = np.repeat(z_samples, n_cs)
-    normals = np.ascontiguousarray(np.stack([np.cos(angles), np.sin(angles)], axis=1)[np.tile(np.arange(n_cs), n_rs)])
     coef = _axis_coefficients(grid, placement)
     m_int, l_int = point_detector_integrals(np.ascontiguousarray(mu, np.float64), np.ascontiguousarray(act / 1000.0),
                                             coef, points, det, step)
-    area = 2.0 * np.pi * sc.lor_radius_mm / sc.crystals_per_ring * sc.ring_spacing_mm
-    k_table = water_mu_table_per_mm() / float(water_mu_table_per_mm()[511])
-    pair = sss_detector_pairs(points, weights, det, normals, m_int, l_int, area, k_table,
-                              float(window.lower_kev), float(window.upper_kev), float(window.resolution_fwhm))
+    m_tab = np.ascontiguousarray(m_int.reshape(-1, n_rs, n_cs))
+    l_tab = np.ascontiguousarray(l_int.reshape(-1, n_rs, n_cs))
+    # SSS on every radial bin of the sampled views, for every pair of axial samples
+    view_samples = np.unique(np.round(np.linspace(0, layout.n_views - 1, n_vs)).astype(np.int64))
     first, second = layout.crystal_pairs()
+    fa = first[view_samples]  # (n_vs, n_radial)
+    sb = second[view_samples]
+    shape = (view_samples.size, n_rs, n_rs, layout.n_radial)
+    ca = np.broadcast_to(fa[:, None, None, :], shape).ravel().astype(np.float64)
+    cb = np.broadcast_to(sb[:, None, None, :], shape).ravel().astype(np.float64)
+    ma = np.broadcast_to(np.arange(n_rs)[None, :, None, None], shape).ravel().astype(np.int64)
+    mb = np.broadcast_to(np.arange(n_rs)[None, None, :, None], shape).ravel().astype(np.int64)
+    area = 2.0 * np.pi * sc.lor_radius_mm / cpr * sc.ring_spacing_mm
+    k_table = water_mu_table_per_mm() / float(water_mu_table_per_mm()[511])
+    values = sss_lors(points, weights, m_tab, l_tab, float(sc.lor_radius_mm), float(cpr), z_samples,
+                      ca, cb, ma, mb, area, k_table, float(window.lower_kev), float(window.upper_kev),
+                      float(window.resolution_fwhm))
+    table = np.ascontiguousarray(values.reshape(shape))
+    # interpolate over views and rings onto every bin
+    v = np.arange(layout.n_views)
+    j = np.clip(np.searchsorted(view_samples, v, side="right") - 1, 0, max(view_samples.size - 2, 0))
+    v0 = j
+    v1 = np.minimum(j + 1, view_samples.size - 1)
+    span_v = np.maximum(view_samples[v1] - view_samples[v0], 1)
+    wv = np.clip((v - view_samples[v0]) / span_v, 0.0, 1.0)
     rp = ring_pairs(layout)
     out = np.zeros(layout.shape[:3])
-    floor = max(float(pair.max()), 1e-300) * 1e-12
-    table = np.log(np.maximum(pair, floor)) if options.log_interpolation else pair
-    interpolate_to_bins(table, n_cs, n_rs, first, second, rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(),
-                        layout.n_planes, sc.crystals_per_ring, sc.n_rings, bool(options.log_interpolation), out)
+    ring_scale = (n_rs - 1) / max(sc.n_rings - 1, 1)
+    views_rings_to_bins(table, v0.astype(np.int64), v1.astype(np.int64), wv.astype(np.float64),
+                        rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(), float(ring_scale), out)
     out *= layout.transaxial_present()[:, None, :]
-    logger.info("SSS: %d scatter points, %d x %d detector samples, total %.4g", points.shape[0], n_rs, n_cs, out.sum())
+    logger.info("SSS: %d scatter points, %d views x %d axial samples evaluated, total %.4g",
+                points.shape[0], view_samples.size, n_rs, out.sum())
     return out
 
 
