@@ -1,5 +1,5 @@
-"""PET: projector operators, resolution model, attenuation factors (and, later, the system model).
+"""PET: projector operators, resolution model, attenuation, normalisation, randoms, scatter, the system
+models, simulation, calibration and reconstruction.
 
-Import the submodules directly (``recon.pet.projector``, ``recon.pet.resolution``,
-``recon.pet.attenuation``); this package file stays empty so parallel work can add modules freely.
+Import the submodules directly (``recon.pet.projector``, ``recon.pet.reconstruct``, ...).
 """

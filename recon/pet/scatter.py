@@ -1,0 +1,330 @@
+"""Scatter sinogram by single scatter simulation (Watson's method), scaled to the emission tails.
+
+Model (:mod:`kernels.scatter_sss` for the formula): every coarse cell of the mu-map whose mean
+attenuation exceeds ``mu_threshold_per_mm`` is one scatter point, placed at the cell's mu-weighted
+centroid with weight ``mu dV`` = the cell's sum of mu x voxel volume (mm^2), so the total
+scattering strength of the body is kept exactly whatever the cell size. The integrals of mu
+(511 keV) and of the activity from each scatter point to detectors at ``n_angle_samples`` angles
+and ``n_ring_samples`` axial positions (evenly from the first to the last ring) are ray-marched
+(trilinear samples, step ``step_mm``) and interpolated in angle to the crystals. The scatter of
+every radial bin of ``n_view_samples`` views, for every pair of axial samples, sums over the
+scatter points the Klein-Nishina density, the energy-window acceptance of the unscattered (511 keV)
+and the scattered photon (Gaussian energy resolution, :class:`recon.pet.energy.PETEnergyWindow`),
+the attenuation of the scattered photon at its energy (water-like scaling
+``mu(E') = mu(511) mu_w(E')/mu_w(511)``), the detector area and obliquity ``sigma cos / R^2`` on
+both sides, and ``1/(2 pi)``. It is exact along the radial direction (where scatter changes
+fastest, down to the tails) and interpolated linearly over views and bilinearly over the two rings
+of every ring pair, summed over the ring pairs of each plane (span > 1).
+
+Units. The activity is read as a concentration per mL (Bq/mL, or relative); the emission density
+per mm^3 is value / 1000. With Bq/mL the unscaled sinogram is in single-scatter coincidences per
+second (positron branching and dead time aside). Only single scatter is modelled; multiple
+scatter and model errors are absorbed by the tail fit.
+
+Tail scaling. LORs that miss the body (attenuation factor >= ``threshold``, eroded by
+``margin_bins`` radial bins away from the body) see no trues: there prompts - randoms (-
+unscattered estimate) is scatter, and the SSS sinogram is scaled to it (Poisson ML, or least
+squares, scale and optional offset).
+
+TOF. Without a TOF SSS the non-TOF estimate is spread evenly over the TOF bins (divided by
+``n_tof``): an approximation that ignores how TOF localises scatter along the LOR (scatter is
+broader than trues in TOF but not uniform; Watson 2007 models it). Document of the choice.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels.scatter_sss import lor_integrals, point_detector_integrals, sss_lors, views_rings_to_bins
+from recon.data.grid import Volume
+from recon.data.pet import ScannerPlacement
+from recon.data.pet_sinogram import SinogramLayout
+from recon.pet.crystal_pairs import ring_pairs
+from recon.pet.energy import PETEnergyWindow, water_mu_table_per_mm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SSSOptions", "ScatterEstimate", "attenuation_factors_from_mu", "check_mu_map_511", "estimate_scatter",
+           "fit_tail_scale", "single_scatter_simulation", "tail_mask"]
+
+_AXIS_SIGNS = {"HFS": (1.0, 1.0, 1.0), "HFP": (-1.0, -1.0, 1.0), "FFS": (-1.0, 1.0, -1.0), "FFP": (1.0, -1.0, -1.0)}
+
+
+@dataclass(frozen=True)
+class SSSOptions:
+    """Sampling of the single scatter simulation (``None``: chosen from the scanner).
+
+    ``cell_mm``: scatter-cell size (z, y, x) in mm; ``mu_threshold_per_mm``: cells of lower mean
+    mu are skipped; ``n_view_samples``: views at which the SSS is evaluated (evenly spaced, first and
+    last included; default a quarter of the views, at least 8); ``n_ring_samples``: axial detector
+    positions (evenly from the first to the last ring; default one per ~16 mm, at least 2);
+    ``n_angle_samples``: detector angles at which the ray integrals are computed (interpolated to the
+    crystals; default all crystals up to 128); ``step_mm``: ray-marching step (default the smallest
+    voxel spacing)."""
+
+    cell_mm: tuple[float, float, float] = (12.0, 12.0, 12.0)
+    mu_threshold_per_mm: float = 0.002
+    n_view_samples: int | None = None
+    n_ring_samples: int | None = None
+    n_angle_samples: int | None = None
+    step_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class ScatterEstimate:
+    """Scaled scatter in the layout's shape, the unscaled SSS (non-TOF), the fit and its tail mask."""
+
+    sinogram: np.ndarray
+    unscaled: np.ndarray
+    scale: float
+    offset: float
+    tail_mask: np.ndarray
+
+
+def _axis_coefficients(grid, placement: ScannerPlacement) -> np.ndarray:
+    """(3, 2): voxel index = a * scanner-frame mm + b for x, y, z (array axes 2, 1, 0)."""
+    signs = _AXIS_SIGNS[placement.patient_position]
+    dz, dy, dx = grid.spacing_mm
+    spacing = (dx, dy, dz)
+    coef = np.empty((3, 2))
+    for ax in range(3):
+        coef[ax, 0] = signs[ax] / spacing[ax]
+        coef[ax, 1] = (placement.table_position_mm[ax] - grid.origin_mm[ax]) / spacing[ax]
+    return coef
+
+
+def check_mu_map_511(mu_map: Volume) -> np.ndarray:
+    """The mu-map as float32 host array; refuses one that is not at 511 keV in 1/mm (body voxels'
+    median must be 0.0080-0.0125 /mm: water 0.0096; a 140 keV map has ~0.015, one in 1/cm ~0.1)."""
+    data = np.asarray(mu_map.to_host().data if not isinstance(mu_map.data, np.ndarray) else mu_map.data, np.float32)
+    if (data < 0).any():
+        raise ValueError("mu-map contains negative values")
+    body = data[data > 0.005]
+    if body.size == 0:
+        raise ValueError("mu-map has no attenuating body (no voxel above 0.005 /mm)")
+    med = float(np.median(body))
+    if not 0.0080 <= med <= 0.0125:
+        raise ValueError(f"mu-map is not at 511 keV in 1/mm: body median {med:.4g} /mm, water at 511 keV is 0.0096 /mm "
+                         "(a 140 keV map gives ~0.015, a map in 1/cm ~0.1)")
+    return data
+
+
+def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, threshold: float):
+    """(points (n, 3) scanner mm, weights mu dV (n,) mm^2) of the coarse cells above ``threshold``."""
+    spacing = grid.spacing_mm
+    block = [max(1, int(round(c / s))) for c, s in zip(cell_mm, spacing)]
+    nz, ny, nx = mu.shape
+    pad = [(0, (-n) % b) for n, b in zip(mu.shape, block)]
+    m = np.pad(mu.astype(np.float64), pad)
+    shp = (m.shape[0] // block[0], block[0], m.shape[1] // block[1], block[1], m.shape[2] // block[2], block[2])
+    idx = [np.pad(np.arange(n, dtype=np.float64), p, constant_values=0.0) for n, p in zip(mu.shape, pad)]
+    mb = m.reshape(shp)
+    wsum = mb.sum(axis=(1, 3, 5))
+    count = np.prod(block)
+    keep = wsum / count > threshold
+    cz = (mb * idx[0].reshape(shp[0], shp[1])[:, :, None, None, None, None]).sum(axis=(1, 3, 5))
+    cy = (mb * idx[1].reshape(shp[2], shp[3])[None, None, :, :, None, None]).sum(axis=(1, 3, 5))
+    cx = (mb * idx[2].reshape(shp[4], shp[5])[None, None, None, None, :, :]).sum(axis=(1, 3, 5))
+    w = wsum[keep]
+    iz, iy, ix = cz[keep] / w, cy[keep] / w, cx[keep] / w
+    lps = grid.index_to_mm(np.stack([iz, iy, ix], axis=-1))
+    signs = np.asarray(_AXIS_SIGNS[placement.patient_position])
+    points = (lps - np.asarray(placement.table_position_mm)) * signs
+    return np.ascontiguousarray(points, np.float64), w * float(np.prod(spacing))
+
+
+def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int]:
+    sc = layout.scanner
+    n_vs = options.n_view_samples or max(8, layout.n_views // 4)
+    n_rs = options.n_ring_samples
+    if n_rs is None:
+        n_rs = max(2, int(math.ceil((sc.n_rings - 1) * sc.ring_spacing_mm / 16.0)) + 1)
+    n_rs = min(int(n_rs), sc.n_rings)
+    n_cs = options.n_angle_samples or min(sc.crystals_per_ring, 128)
+    if not 2 <= n_vs <= layout.n_views:
+        raise ValueError(f"n_view_samples must be in 2..{layout.n_views}, got {n_vs}")
+    if not 8 <= n_cs <= sc.crystals_per_ring:
+        raise ValueError(f"n_angle_samples must be in 8..{sc.crystals_per_ring}, got {n_cs}")
+    if n_rs < 1 or (n_rs == 1 and sc.n_rings > 1):
+        raise ValueError(f"n_ring_samples must be in 2..{sc.n_rings}, got {n_rs}")
+    return int(n_vs), int(n_rs), int(n_cs)
+
+
+def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: SinogramLayout,
+                              placement: ScannerPlacement = ScannerPlacement(),
+                              window: PETEnergyWindow = PETEnergyWindow(),
+                              options: SSSOptions = SSSOptions()) -> np.ndarray:
+    """Unscaled single scatter (float64, the layout's non-TOF shape); module docstring for the model.
+
+    ``activity`` (per mL) and ``mu_map`` (1/mm at 511 keV) must share one grid, in patient LPS mm;
+    ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on every
+    radial bin of the sampled views and axial positions, then interpolated linearly over views and
+    bilinearly over the two rings of each ring pair.
+    """
+    if not activity.grid.same_as(mu_map.grid):
+        raise ValueError("activity and mu-map must lie on the same grid (shape, spacing and origin)")
+    mu = check_mu_map_511(mu_map)
+    act = np.asarray(activity.data if isinstance(activity.data, np.ndarray) else activity.to_host().data, np.float64)
+    if (act < 0).any():
+        raise ValueError("activity estimate contains negative values")
+    grid = mu_map.grid
+    sc = layout.scanner
+    cpr = sc.crystals_per_ring
+    n_vs, n_rs, n_cs = _samples(layout, options)
+    step = float(options.step_mm or min(grid.spacing_mm))
+    points, weights = _scatter_points(mu, grid, placement, options.cell_mm, options.mu_threshold_per_mm)
+    if points.shape[0] == 0:
+        raise ValueError(f"no scatter points: no mu-map cell has a mean mu above {options.mu_threshold_per_mm} /mm")
+    # ray integrals from every scatter point to detectors at n_cs angles and n_rs axial positions
+    angles = 2.0 * np.pi * np.arange(n_cs) / n_cs
+    z_rings = sc.ring_z_mm()
+    z_samples = np.linspace(z_rings[0], z_rings[-1], n_rs) if n_rs > 1 else z_rings[:1].copy()
+    det = np.empty((n_rs * n_cs, 3))
+    det[:, 0] = np.tile(sc.lor_radius_mm * np.cos(angles), n_rs)
+    det[:, 1] = np.tile(sc.lor_radius_mm * np.sin(angles), n_rs)
+    det[:, 2] = np.repeat(z_samples, n_cs)
+    coef = _axis_coefficients(grid, placement)
+    m_int, l_int = point_detector_integrals(np.ascontiguousarray(mu, np.float64), np.ascontiguousarray(act / 1000.0),
+                                            coef, points, det, step)
+    m_tab = np.ascontiguousarray(m_int.reshape(-1, n_rs, n_cs))
+    l_tab = np.ascontiguousarray(l_int.reshape(-1, n_rs, n_cs))
+    # SSS on every radial bin of the sampled views, for every pair of axial samples
+    view_samples = np.unique(np.round(np.linspace(0, layout.n_views - 1, n_vs)).astype(np.int64))
+    first, second = layout.crystal_pairs()
+    fa = first[view_samples]  # (n_vs, n_radial)
+    sb = second[view_samples]
+    shape = (view_samples.size, n_rs, n_rs, layout.n_radial)
+    ca = np.broadcast_to(fa[:, None, None, :], shape).ravel().astype(np.float64)
+    cb = np.broadcast_to(sb[:, None, None, :], shape).ravel().astype(np.float64)
+    ma = np.broadcast_to(np.arange(n_rs)[None, :, None, None], shape).ravel().astype(np.int64)
+    mb = np.broadcast_to(np.arange(n_rs)[None, None, :, None], shape).ravel().astype(np.int64)
+    area = 2.0 * np.pi * sc.lor_radius_mm / cpr * sc.ring_spacing_mm
+    k_table = water_mu_table_per_mm() / float(water_mu_table_per_mm()[511])
+    values = sss_lors(points, weights, m_tab, l_tab, float(sc.lor_radius_mm), float(cpr), z_samples,
+                      ca, cb, ma, mb, area, k_table, float(window.lower_kev), float(window.upper_kev),
+                      float(window.resolution_fwhm))
+    table = np.ascontiguousarray(values.reshape(shape))
+    # interpolate over views and rings onto every bin
+    v = np.arange(layout.n_views)
+    j = np.clip(np.searchsorted(view_samples, v, side="right") - 1, 0, max(view_samples.size - 2, 0))
+    v0 = j
+    v1 = np.minimum(j + 1, view_samples.size - 1)
+    span_v = np.maximum(view_samples[v1] - view_samples[v0], 1)
+    wv = np.clip((v - view_samples[v0]) / span_v, 0.0, 1.0)
+    rp = ring_pairs(layout)
+    out = np.zeros(layout.shape[:3])
+    ring_scale = (n_rs - 1) / max(sc.n_rings - 1, 1)
+    views_rings_to_bins(table, v0.astype(np.int64), v1.astype(np.int64), wv.astype(np.float64),
+                        rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(), float(ring_scale), out)
+    out *= layout.transaxial_present()[:, None, :]
+    logger.info("SSS: %d scatter points, %d views x %d axial samples evaluated, total %.4g",
+                points.shape[0], view_samples.size, n_rs, out.sum())
+    return out
+
+
+def attenuation_factors_from_mu(mu_map: Volume, layout: SinogramLayout,
+                                placement: ScannerPlacement = ScannerPlacement(), step_mm: float | None = None) -> np.ndarray:
+    """exp(-integral of mu) along every LOR (non-TOF shape, float64) by ray marching with trilinear
+    samples: a simple estimate for the tail mask, not the system model's projector."""
+    mu = check_mu_map_511(mu_map)
+    a, b = layout.lor_endpoints_mm()
+    coef = _axis_coefficients(mu_map.grid, placement)
+    line = lor_integrals(np.ascontiguousarray(mu, np.float64), coef, a.reshape(-1, 3).astype(np.float64),
+                         b.reshape(-1, 3).astype(np.float64), float(step_mm or min(mu_map.grid.spacing_mm) / 2))
+    return np.exp(-line).reshape(layout.shape[:3])
+
+
+def tail_mask(attenuation_factors: np.ndarray, threshold: float = 0.99, margin_bins: int = 2) -> np.ndarray:
+    """(view, plane, radial) bool: LORs whose attenuation factor is >= ``threshold`` (they miss the
+    body) and that lie at least ``margin_bins`` radial bins from any LOR that does not."""
+    att = np.asarray(attenuation_factors)
+    if att.ndim != 3:
+        raise ValueError(f"attenuation factors must be (view, plane, radial), got shape {att.shape}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"tail threshold must be in (0, 1], got {threshold}")
+    mask = att >= threshold
+    for _ in range(int(margin_bins)):
+        shrunk = mask.copy()
+        shrunk[..., 1:] &= mask[..., :-1]
+        shrunk[..., :-1] &= mask[..., 1:]
+        mask = shrunk
+    return mask
+
+
+def fit_tail_scale(unscaled: np.ndarray, prompts: np.ndarray, mask: np.ndarray, background: np.ndarray | None = None,
+                   method: str = "ml", fit_offset: bool = False, n_iterations: int = 200) -> tuple[float, float]:
+    """(scale, offset) so that ``prompts ~ scale * unscaled + offset + background`` in the tails.
+
+    ``"ml"``: Poisson maximum likelihood (EM updates of the non-negative scale and offset);
+    ``"lsq"``: least squares (closed form). ``background``: randoms (+ unscattered estimate).
+    """
+    s = np.asarray(unscaled, np.float64)[mask]
+    y = np.asarray(prompts, np.float64)[mask]
+    bg = np.zeros_like(y) if background is None else np.asarray(background, np.float64)[mask]
+    if s.size == 0 or s.sum() <= 0:
+        raise ValueError("the tail mask selects no LOR with a scatter estimate: no tails to scale to")
+    if method == "lsq":
+        t = y - bg
+        if fit_offset:
+            design = np.stack([s, np.ones_like(s)], axis=1)
+            (a, c), *_ = np.linalg.lstsq(design, t, rcond=None)
+            return float(a), float(c)
+        return float((s * t).sum() / (s * s).sum()), 0.0
+    if method != "ml":
+        raise ValueError(f"tail fit method must be 'ml' or 'lsq', got {method!r}")
+    a = max(float((y - bg).sum() / s.sum()), 1e-12)
+    c = max(float((y - bg).mean()) * 0.1, 1e-12) if fit_offset else 0.0
+    for _ in range(int(n_iterations)):
+        m = a * s + c + bg
+        r = np.divide(y, m, out=np.zeros_like(y), where=m > 0)
+        a_new = a * float((r * s).sum() / s.sum())
+        if fit_offset:
+            c = c * float(r.mean())
+        a = a_new
+    return float(a), float(c)
+
+
+def estimate_scatter(activity: Volume, mu_map: Volume, layout: SinogramLayout, prompts: np.ndarray,
+                     placement: ScannerPlacement = ScannerPlacement(), window: PETEnergyWindow = PETEnergyWindow(),
+                     randoms: np.ndarray | None = None, unscattered: np.ndarray | None = None,
+                     attenuation_factors: np.ndarray | None = None, tail_threshold: float = 0.99,
+                     margin_bins: int = 2, method: str = "ml", fit_offset: bool = False,
+                     options: SSSOptions = SSSOptions()) -> ScatterEstimate:
+    """SSS scaled to the emission tails of ``prompts`` (module docstring). Sinograms in the layout's
+    shape or non-TOF (TOF inputs are summed over TOF bins for the fit); the returned ``sinogram``
+    is in the layout's shape (TOF: spread evenly over the bins)."""
+    shape3 = layout.shape[:3]
+
+    def non_tof(name: str, a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        arr = np.asarray(a, np.float64)
+        if layout.tof and arr.shape == layout.shape:
+            arr = arr.sum(axis=-1)
+        if arr.shape != shape3:
+            raise ValueError(f"{name} has shape {np.shape(a)}; expected {layout.shape} or non-TOF {shape3}")
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            raise ValueError(f"{name} contains NaN, infinite or negative values")
+        return arr
+
+    y = non_tof("prompts", prompts)
+    bg = None
+    for name, extra in (("randoms", randoms), ("unscattered estimate", unscattered)):
+        e = non_tof(name, extra)
+        if e is not None:
+            bg = e if bg is None else bg + e
+    att = non_tof("attenuation factors", attenuation_factors)
+    if att is None:
+        att = attenuation_factors_from_mu(mu_map, layout, placement)
+    mask = tail_mask(att, tail_threshold, margin_bins) & layout.transaxial_present()[:, None, :]
+    sss = single_scatter_simulation(activity, mu_map, layout, placement, window, options)
+    scale, offset = fit_tail_scale(sss, y, mask, bg, method=method, fit_offset=fit_offset)
+    scaled = scale * sss + offset * (sss > 0)
+    logger.info("scatter: tail scale %.4g, offset %.4g over %d tail LORs", scale, offset, int(mask.sum()))
+    out = scaled.astype(np.float32)
+    if layout.tof:
+        out = np.ascontiguousarray(np.repeat(out[..., None] / np.float32(layout.n_tof), layout.n_tof, axis=-1))
+    return ScatterEstimate(sinogram=out, unscaled=sss, scale=float(scale), offset=float(offset), tail_mask=mask)
