@@ -1,9 +1,10 @@
 """One scatter update inside a PET reconstruction: SSS from the current image, scaled to the tails.
 
-scatter_i = s * n_i * SSS_i(x, mu), with n the normalisation (scattered photons meet the same
-crystal efficiencies) and s fitted by Poisson ML on the emission tails (LORs that miss the body),
-against prompts ~ s * n * SSS + randoms + unscattered, the unscattered part being m (G R x) of the
-current estimate. TOF data: the non-TOF scatter is spread evenly over the TOF bins.
+scatter_i = s * n_i * SSS_i(x_body, mu), with n the normalisation (scattered photons meet the same
+crystal efficiencies), x_body the current estimate inside the attenuating body (activity outside it
+is what the first, scatter-free estimates put there to explain the scatter tails), and s fitted on the
+emission tails (LORs that miss the body, so hold no trues): prompts ~ s * n * SSS + randoms there.
+TOF data: the non-TOF scatter is spread evenly over the TOF bins.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from recon.data.pet import PETSinogram
 from recon.pet.randoms import spread_over_tof
 from recon.pet.scatter import single_scatter_simulation, tail_mask, fit_tail_scale
 from recon.pet.system_model import PETSinogramModel
+
+BODY_MU_PER_MM = 0.002  # mu at 511 keV above this (a fifth of water) counts as body
 
 
 def _non_tof(layout, a: np.ndarray | None) -> np.ndarray | None:
@@ -29,12 +32,12 @@ def update_scatter(model: PETSinogramModel, image: np.ndarray, sino: PETSinogram
                    attenuation: np.ndarray | None) -> tuple[np.ndarray, float]:
     """(scatter in the layout's shape, fitted scale) for the current ``image`` (counts, model grid)."""
     layout = sino.layout
-    activity = Volume(np.asarray(image, np.float32), model.grid, "Bq/mL")
+    body = np.asarray(mu_map.data) > BODY_MU_PER_MM
+    activity = Volume(np.where(body, np.asarray(image, np.float32), 0.0).astype(np.float32), model.grid, "Bq/mL")
     sss = single_scatter_simulation(activity, mu_map, layout, sino.placement)
     if normalisation is not None:
         sss = sss * np.asarray(normalisation, np.float64)
-    unscattered = _non_tof(layout, to_host(model.forward(np.asarray(image, np.float32))))
-    background = unscattered if randoms is None else unscattered + _non_tof(layout, randoms)
+    background = None if randoms is None else _non_tof(layout, randoms)
     if attenuation is None:
         from recon.pet.attenuation import attenuation_factors  # noqa: PLC0415
         from recon.pet.projector import SinogramProjector  # noqa: PLC0415
