@@ -7,7 +7,8 @@ setting it switches off glibc's dynamic mmap threshold, so every array over 128 
 that is page-faulted in and unmapped again. A 64^3 study allocates thousands of such temporaries: it
 ran 0.1-0.2 s (20-25 %) slower in a worker than in the loop (measured, see benchmarks/README.md). Our
 local workers therefore start with the malloc settings this process started with, and Numba, OpenMP and
-BLAS threads set so that workers x threads = cores.
+BLAS threads set so that workers x threads = cores, and they end without the interpreter's teardown
+(:mod:`recon.batch.worker_exit`), which the cluster's close otherwise waits for.
 """
 from __future__ import annotations
 
@@ -116,6 +117,10 @@ def dask_client(n_studies: int, scheduler: str | None = None, workers: int | Non
         return
     t0 = time.perf_counter()
     with ExitStack() as stack:
+        quiet = logging.getLogger("distributed")
+        if not logger.isEnabledFor(logging.DEBUG):  # Dask's INFO lines (start, close) only with -v
+            stack.callback(quiet.setLevel, quiet.level)
+            quiet.setLevel(logging.WARNING)
         with loop_like_workers():
             if gpus:
                 from recon.backend import visible_gpus  # noqa: PLC0415
@@ -129,6 +134,9 @@ def dask_client(n_studies: int, scheduler: str | None = None, workers: int | Non
                     silence_logs=logging.WARNING, env=thread_environ(threads)))
                 logger.info("started a local Dask cluster: %d worker processes x %d Numba threads", n, threads)
         client = stack.enter_context(Client(cluster))
+        from recon.batch.worker_exit import FastWorkerExit  # noqa: PLC0415
+
+        client.register_plugin(FastWorkerExit())
         stats["cluster_start_s"] = time.perf_counter() - t0
         logger.info("Dask dashboard: %s", client.dashboard_link)
         try:
