@@ -5,7 +5,7 @@ Local workers run with the environment of the plain loop. Dask's nanny sets
 ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker process it spawns (``distributed.nanny.pre-spawn-environ``);
 setting it switches off glibc's dynamic mmap threshold, so every array over 128 KiB is a fresh ``mmap``
 that is page-faulted in and unmapped again. A 64^3 study allocates thousands of such temporaries: it
-ran 0.1-0.2 s (20-25 %) slower in a worker than in the loop (measured, see benchmarks/README.md). Our
+ran 0.12-0.25 s (20-45 %) slower in a worker than in the loop (measured, see benchmarks/README.md). Our
 local workers therefore start with the malloc settings this process started with, and Numba, OpenMP and
 BLAS threads set so that workers x threads = cores, and they end without the interpreter's teardown
 (:mod:`recon.batch.worker_exit`), which the cluster's close otherwise waits for.
@@ -51,7 +51,8 @@ def thread_environ(threads: int) -> dict[str, str]:
     return {"NUMBA_NUM_THREADS": n, "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
-def gpu_worker_environs(devices: list[str], threads: int | None = None, cores: int | None = None) -> list[dict[str, str]]:
+def gpu_worker_environs(devices: list[str], threads: int | None = None,
+                        cores: int | None = None) -> list[dict[str, str]]:
     """One worker environment per GPU in ``devices`` (``CUDA_VISIBLE_DEVICES`` entries): the worker's own
     GPU listed first, then the others (dask-cuda's order, so the worker's device 0 is its own GPU), and
     ``threads`` CPU threads each (default cores / GPUs). Raises RuntimeError without a GPU."""
