@@ -42,6 +42,19 @@ def cuda_available() -> bool:
     return _cupy() is not None
 
 
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (indices or UUIDs):
+    the entries of that variable when it is set, else ``"0" .. "n-1"``; empty without a usable GPU."""
+    cp = _cupy()
+    if cp is None:
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    count = int(cp.cuda.runtime.getDeviceCount())
+    if listed is not None:
+        return [e.strip() for e in listed.split(",") if e.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
 def resolve_device(device: str) -> str:
     """Map ``"auto" | "cpu" | "cuda"`` to ``"cpu"`` or ``"cuda"``.
 

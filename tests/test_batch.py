@@ -238,23 +238,91 @@ def test_cluster_sizing_fills_the_cores() -> None:
         ClusterOptions(workers=-1)
 
 
-def test_gpus_without_dask_cuda_is_a_clear_usage_error(studies, tmp_path: Path, monkeypatch, caplog) -> None:
-    import builtins
+def test_gpus_without_a_gpu_is_a_one_line_usage_error(studies, tmp_path: Path, monkeypatch, caplog) -> None:
+    import recon.backend
 
     manifest, _ = studies
-    real_import = builtins.__import__
-
-    def no_dask_cuda(name, *args, **kwargs):
-        if name.startswith("dask_cuda"):
-            raise ImportError("No module named 'dask_cuda'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_dask_cuda)
     monkeypatch.setattr(batch_runner, "dask_available", lambda: True)
+    monkeypatch.setattr(recon.backend, "visible_gpus", lambda: [])
     out = tmp_path / "out"
     with caplog.at_level(logging.ERROR):
         assert recon_main(["-q", "batch", str(manifest), "-o", str(out), "--gpus"]) == 2
-    assert "--gpus needs dask-cuda" in caplog.text and not out.exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0] and errors[0].startswith("--gpus: no CUDA GPU"), errors
+    assert not out.exists()
+
+
+def test_gpu_worker_plan_pins_one_gpu_per_worker() -> None:
+    from recon.batch.cluster import NO_GPU, gpu_worker_environs
+
+    plan = gpu_worker_environs(["0", "1", "2"], cores=12)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in plan] == ["0,1,2", "1,2,0", "2,0,1"]  # own GPU first
+    assert all(e["NUMBA_NUM_THREADS"] == e["OMP_NUM_THREADS"] == "4" for e in plan)  # 3 workers x 4 = 12 cores
+    uuids = gpu_worker_environs(["GPU-a1", "GPU-b2"], threads=2, cores=64)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in uuids] == ["GPU-a1,GPU-b2", "GPU-b2,GPU-a1"]
+    assert uuids[0]["NUMBA_NUM_THREADS"] == "2"
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        gpu_worker_environs([])
+    assert "\n" not in NO_GPU
+
+
+def test_gpu_workers_without_dask_cuda_are_pinned_processes(monkeypatch) -> None:
+    """Without dask-cuda, --gpus starts one Nanny per GPU with its CUDA_VISIBLE_DEVICES (checked with fake
+    device ids, no GPU needed); like every local worker, without Dask's MALLOC_TRIM_THRESHOLD_."""
+    import os
+    import sys
+
+    distributed = pytest.importorskip("distributed")
+    from recon.batch import cluster
+
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # import dask_cuda -> ImportError
+    monkeypatch.setattr(cluster, "_STARTUP_ENV", {"MALLOC_TRIM_THRESHOLD_": None})
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as an earlier cluster's nanny leaves it here
+    keys = ("CUDA_VISIBLE_DEVICES", "NUMBA_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+    with cluster.loop_like_workers():
+        spec_cluster = cluster._gpu_cluster(["0", "1"], threads=1)
+    with spec_cluster, distributed.Client(spec_cluster) as client:
+        seen = client.run(lambda: tuple(os.environ.get(k) for k in keys))
+    assert sorted(seen.values()) == [("0,1", "1", None), ("1,0", "1", None)]
+
+
+def test_a_rerun_replaces_the_partial_outputs_of_an_interrupted_attempt(studies, dask_batch, tmp_path: Path) -> None:
+    """A Dask retry after a worker died finds that attempt's leftovers: a volume without its record and a
+    writer's .partial file. The rerun replaces them; a rerun of a finished study keeps its record."""
+    from recon.batch import run_study
+    from recon.batch.study import MARKER
+
+    manifest, _ = studies
+    src, _ = dask_batch
+    spec = read_manifest(manifest)[0]
+    d = tmp_path / spec.id
+    d.mkdir()
+    (d / "recon.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"half" * 100)
+    (d / ".recon_suvbw.h5.x1y2.partial").write_bytes(b"half")
+    (d / ".dicom.k3.partial").mkdir()
+    result = run_study(spec, tmp_path, 1)
+    assert result.status == "ok", result.error
+    assert sorted(e.name for e in d.iterdir()) == ["recon.h5", "recon_suvbw.h5", "report.json", "study.json"]
+    assert np.array_equal(read_volume(d / "recon.h5").data, read_volume(src / spec.id / "recon.h5").data)
+    record, mtime = (d / MARKER).read_bytes(), (d / "recon.h5").stat().st_mtime_ns
+    again = run_study(spec, tmp_path, 1)
+    assert again.status == "ok" and (d / MARKER).read_bytes() == record
+    assert (d / "recon.h5").stat().st_mtime_ns == mtime
+
+
+def test_relative_manifest_paths_are_made_absolute(studies, tmp_path: Path, monkeypatch) -> None:
+    """Tasks sent to a remote scheduler carry absolute paths: the manifest's own are taken from its folder."""
+    from recon.batch.runner import absolute_spec
+
+    manifest, _ = studies
+    monkeypatch.chdir(manifest.parent)
+    for specs in (read_manifest(Path(manifest.name)), read_manifest(Path("."))):
+        assert all(s.input.is_absolute() and s.input.parent == manifest.parent for s in specs)
+    spec = read_manifest(manifest)[0]
+    monkeypatch.chdir(tmp_path)
+    moved = absolute_spec(dataclasses.replace(spec, input=Path("sub/x.h5"), ct=Path("ct")))
+    assert moved.input == tmp_path / "sub" / "x.h5" and moved.ct == tmp_path / "ct"
+    assert absolute_spec(spec) is spec
 
 
 def test_existing_scheduler_runs_the_batch(studies, dask_batch, tmp_path: Path) -> None:

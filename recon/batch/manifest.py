@@ -2,12 +2,14 @@
 
 A CSV with a header row (columns in :data:`COLUMNS`; only ``id`` and ``input`` are required), or a
 directory scanned for studies (``*.h5`` projection files and DICOM NM ``*.dcm`` files, one study
-each, task ``spect`` with the default options). Relative paths are taken from the manifest's folder.
+each, task ``spect`` with the default options). Relative paths are taken from the manifest's folder and
+made absolute, so that the studies can be sent to workers with another working directory.
 """
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -207,7 +209,7 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
     specs = []
     seen: dict[str, int] = {}
     for cells, row in rows:
-        spec = _row_spec(cells, row, p.parent, problems)
+        spec = _row_spec(cells, row, Path(os.path.abspath(p.parent)), problems)  # absolute: remote workers
         ident = (cells.get("id") or "").strip()
         if ident in seen:
             problems.append(f"row {row}, column id: duplicate id {ident!r} (first on row {seen[ident]})")
@@ -234,6 +236,7 @@ def _is_nm_dicom(path: Path) -> bool:
 
 def scan_directory(directory: Path) -> list[StudySpec]:
     """One ``spect`` study per ``*.h5`` and NM ``*.dcm`` file directly in ``directory`` (id = file stem)."""
+    directory = Path(os.path.abspath(directory))  # absolute: the paths travel to remote workers
     files = sorted(directory.glob("*.h5")) + sorted(f for f in directory.glob("*.dcm") if _is_nm_dicom(f))
     problems: list[str] = []
     specs: list[StudySpec] = []

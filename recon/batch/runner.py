@@ -1,20 +1,22 @@
 """Run many studies: on a Dask cluster (local, remote or one worker per GPU) or one after another.
 
 Dask does the scheduling; each study is one task, :func:`recon.batch.study.run_study`, which never
-raises for a bad study. A local cluster uses processes, one study at a time per worker, and sets
-Numba's thread count per worker so that workers x threads = cores.
+raises for a bad study and may be rerun (a retry after a worker died). A local cluster uses processes,
+one study at a time per worker, with Numba's thread count per worker set so that workers x threads =
+cores (:mod:`recon.batch.cluster`). Paths are made absolute before tasks leave this process.
 """
 from __future__ import annotations
 
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from recon.batch import cluster
+from recon.batch.cluster import NO_GPU
 from recon.batch.manifest import StudySpec
 from recon.batch.study import StudyResult, run_study
 
@@ -54,60 +56,27 @@ def dask_available() -> bool:
 
 
 def check_backend(options: ClusterOptions) -> None:
-    """Refuse, before any compute, options whose Dask pieces are not installed."""
+    """Refuse, before any compute, options whose Dask pieces or GPUs are missing (one-line errors)."""
     if (options.scheduler or options.gpus) and not dask_available():
         raise RuntimeError(f"--scheduler and --gpus need Dask: {INSTALL_HINT}")
     if options.gpus:
-        try:
-            import dask_cuda  # noqa: F401, PLC0415
-        except ImportError as exc:
-            raise RuntimeError("--gpus needs dask-cuda (pip install dask-cuda) for one worker per GPU") from exc
+        from recon.backend import visible_gpus  # noqa: PLC0415
+
+        if not visible_gpus():
+            raise RuntimeError(NO_GPU)
 
 
 def local_sizing(n_studies: int, options: ClusterOptions, cores: int | None = None) -> tuple[int, int]:
     """(workers, Numba threads per worker) for a local cluster: workers x threads = cores by default."""
-    cores = cores or os.cpu_count() or 1
-    if options.workers:
-        workers = options.workers
-        threads = options.threads_per_worker or max(1, cores // workers)
-    elif options.threads_per_worker:
-        threads = options.threads_per_worker
-        workers = max(1, min(n_studies, cores // threads))
-    else:
-        workers = max(1, min(n_studies, cores))
-        threads = max(1, cores // workers)
-    return workers, threads
+    return cluster.local_sizing(n_studies, options.workers, options.threads_per_worker, cores)
 
 
-@contextmanager
-def dask_client(n_studies: int, options: ClusterOptions) -> Iterator[tuple[Any, int | None]]:
-    """A connected ``distributed.Client`` and the Numba threads each task should use."""
-    from distributed import Client, LocalCluster  # noqa: PLC0415
-
-    if options.scheduler:
-        try:
-            client = Client(options.scheduler, timeout="30s")
-        except OSError as exc:
-            raise RuntimeError(f"cannot reach the Dask scheduler at {options.scheduler}: {exc}") from exc
-        with client:
-            logger.info("connected to the Dask scheduler at %s (dashboard %s)", options.scheduler, client.dashboard_link)
-            yield client, options.threads_per_worker
-        return
-    if options.gpus:
-        check_backend(options)
-        from dask_cuda import LocalCUDACluster  # noqa: PLC0415
-
-        cluster = LocalCUDACluster(threads_per_worker=1, dashboard_address=":0", silence_logs=logging.WARNING)
-        threads = options.threads_per_worker
-    else:
-        workers, threads = local_sizing(n_studies, options)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.WARNING,
-                               env={"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"})
-        logger.info("started a local Dask cluster: %d worker processes x %d Numba threads", workers, threads)
-    with cluster, Client(cluster) as client:
-        logger.info("Dask dashboard: %s", client.dashboard_link)
-        yield client, threads
+def absolute_spec(spec: StudySpec) -> StudySpec:
+    """``spec`` with absolute input paths (relative ones taken from this process's working directory):
+    a remote worker has another working directory."""
+    paths = {k: Path(os.path.abspath(v)) for k in ("input", "ct")
+             if isinstance(v := getattr(spec, k), Path) and not v.is_absolute()}
+    return replace(spec, **paths) if paths else spec
 
 
 def _progress(total: int, show: bool) -> Any:
@@ -117,11 +86,15 @@ def _progress(total: int, show: bool) -> Any:
 
 
 def run_studies(specs: list[StudySpec], outdir: Path, options: ClusterOptions, progress: bool = True,
-                on_result: Callable[[StudyResult], None] | None = None) -> list[StudyResult]:
+                on_result: Callable[[StudyResult], None] | None = None,
+                stats: dict[str, float] | None = None) -> list[StudyResult]:
     """Run every study; results in the order of ``specs``. Uses Dask unless ``options.workers == 0`` or
-    Dask is not installed (then one study after another, with a note on how to get parallelism)."""
+    Dask is not installed (then one study after another, with a note on how to get parallelism).
+    ``stats`` (when given) receives the cluster's start and close times (s)."""
     if not specs:
         return []
+    outdir = Path(os.path.abspath(outdir))
+    specs = [absolute_spec(s) for s in specs]
     if options.gpus:
         specs = [replace(s, device="cuda") if s.device == "auto" and s.task == "spect" else s for s in specs]
     sequential = options.workers == 0
@@ -142,15 +115,16 @@ def run_studies(specs: list[StudySpec], outdir: Path, options: ClusterOptions, p
             for spec in specs:
                 done(run_study(spec, outdir, options.threads_per_worker))
         else:
-            _run_on_dask(specs, outdir, options, done)
+            _run_on_dask(specs, outdir, options, done, stats)
     return [results[s.id] for s in specs]
 
 
 def _run_on_dask(specs: list[StudySpec], outdir: Path, options: ClusterOptions,
-                 done: Callable[[StudyResult], None]) -> None:
+                 done: Callable[[StudyResult], None], stats: dict[str, float] | None) -> None:
     from distributed import as_completed  # noqa: PLC0415
 
-    with dask_client(len(specs), options) as (client, threads):
+    with cluster.dask_client(len(specs), options.scheduler, options.workers, options.threads_per_worker,
+                             options.gpus, stats) as (client, threads):
         batch = uuid.uuid4().hex[:8]  # keys unique to this batch on a shared scheduler
         futures = {client.submit(run_study, spec, str(outdir), threads, key=f"study-{spec.id}-{batch}"): spec
                    for spec in specs}

@@ -198,19 +198,32 @@ def set_numba_threads(n: int | None) -> None:
 
 def run_study(spec: StudySpec, outdir: str | os.PathLike[str], numba_threads: int | None = None) -> StudyResult:
     """Run one study into ``outdir/<id>/`` and write its completion record last; never raises for a
-    bad study (the error is in the result). The study's folder must hold no earlier outputs
-    (the batch clears them on ``--resume`` / ``--overwrite``)."""
+    bad study (the error is in the result).
+
+    Safe to rerun, as Dask does when a worker dies mid-study: a record of this very study (same row)
+    that finished is returned as it is; anything else in the folder under our output names (a volume
+    without its record, a ``.partial`` file of a killed writer, a failed attempt's record) is the
+    leftover of an earlier attempt and is removed first. Earlier batches' outputs never get here: the
+    batch plan refuses them or clears them before any task runs."""
     set_numba_threads(numba_threads)
-    d = study_dir(Path(outdir), spec.id)
+    outdir = Path(outdir)
+    d = study_dir(outdir, spec.id)
+    if is_complete(outdir, spec):
+        done = read_marker(outdir, spec.id)
+        if done is not None:
+            logger.info("study %s: an earlier attempt finished it; its record is kept", spec.id)
+            return done
     result = StudyResult(id=spec.id, task=spec.task, status="failed", input=str(spec.input),
                          worker=f"{socket.gethostname()}:{os.getpid()}",
                          started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     t0 = time.perf_counter()
     try:
         d.mkdir(parents=True, exist_ok=True)
-        leftovers = sorted(e.name for e in d.iterdir() if e.name in OUTPUT_NAMES)
+        leftovers = sorted(e.name for e in d.iterdir() if e.name in OUTPUT_NAMES or ".partial" in e.name)
         if leftovers:
-            raise FileExistsError(f"{d} already holds {', '.join(leftovers)}; refusing to overwrite")
+            logger.warning("study %s: removing the leftovers of an interrupted attempt (%s)", spec.id,
+                           ", ".join(leftovers))
+            clear_study(outdir, spec.id)
         runner = {"spect": _run_spect, "suv": _run_suv}[spec.task]
         t1 = time.perf_counter()
         runner(spec, d, result)
