@@ -195,10 +195,11 @@ def _clamped_taps(f, n):
 
 
 @numba.njit(cache=True, parallel=True)
-def views_rings_to_bins(table, view0, view1, view_w, ring_a, ring_b, plane, ring_scale, out):
-    """out[v, p, r] += the scatter ``table[view sample, ring sample a, ring sample b, r]`` interpolated
-    linearly between view samples ``view0[v]``, ``view1[v]`` (weight ``view_w[v]`` on the second) and
-    bilinearly at the fractional ring samples ``ring * ring_scale`` of every ring pair of plane p."""
+def views_rings_to_bins(table, view0, view1, view_w, rad0, rad1, rad_w, ring_a, ring_b, plane, ring_scale, out):
+    """out[v, p, r] += the scatter ``table[view sample, ring sample a, ring sample b, radial sample]``
+    interpolated linearly between view samples ``view0[v]``, ``view1[v]`` (weight ``view_w[v]`` on the
+    second), between radial samples ``rad0[r]``, ``rad1[r]`` (weight ``rad_w[r]``) and bilinearly at
+    the fractional ring samples ``ring * ring_scale`` of every ring pair of plane p."""
     n_views = out.shape[0]
     n_radial = out.shape[2]
     n_rs = table.shape[1]
@@ -212,8 +213,11 @@ def views_rings_to_bins(table, view0, view1, view_w, ring_a, ring_b, plane, ring
                 for iv in range(2):
                     vs = view1[v] if iv else view0[v]
                     cv = view_w[v] if iv else 1.0 - view_w[v]
-                    acc += cv * ((1.0 - wa) * ((1.0 - wb) * table[vs, a0, b0, r] + wb * table[vs, a0, b1, r])
-                                 + wa * ((1.0 - wb) * table[vs, a1, b0, r] + wb * table[vs, a1, b1, r]))
+                    for ir in range(2):
+                        rs = rad1[r] if ir else rad0[r]
+                        cr = rad_w[r] if ir else 1.0 - rad_w[r]
+                        acc += cv * cr * ((1.0 - wa) * ((1.0 - wb) * table[vs, a0, b0, rs] + wb * table[vs, a0, b1, rs])
+                                          + wa * ((1.0 - wb) * table[vs, a1, b0, rs] + wb * table[vs, a1, b1, rs]))
                 out[v, p, r] += acc
 
 

@@ -7,13 +7,13 @@ scattering strength of the body is kept exactly whatever the cell size. The inte
 (511 keV) and of the activity from each scatter point to detectors at ``n_angle_samples`` angles
 and ``n_ring_samples`` axial positions (evenly from the first to the last ring) are ray-marched
 (trilinear samples, step ``step_mm``) and interpolated in angle to the crystals. The scatter of
-every radial bin of ``n_view_samples`` views, for every pair of axial samples, sums over the
-scatter points the Klein-Nishina density, the energy-window acceptance of the unscattered (511 keV)
+``n_radial_samples`` radial bins (default all) of ``n_view_samples`` views, for every pair of
+axial samples, sums over the scatter points the Klein-Nishina density, the energy-window acceptance of the unscattered (511 keV)
 and the scattered photon (Gaussian energy resolution, :class:`recon.pet.energy.PETEnergyWindow`),
 the attenuation of the scattered photon at its energy (water-like scaling
 ``mu(E') = mu(511) mu_w(E')/mu_w(511)``), the detector area and obliquity ``sigma cos / R^2`` on
-both sides, and ``1/(2 pi)``. It is exact along the radial direction (where scatter changes
-fastest, down to the tails) and interpolated linearly over views and bilinearly over the two rings
+both sides, and ``1/(2 pi)``. By default it is exact along the radial direction (where scatter
+changes fastest, down to the tails) and interpolated linearly over views and bilinearly over the two rings
 of every ring pair, summed over the ring pairs of each plane (span > 1).
 
 Units. The activity is read as a concentration per mL (Bq/mL, or relative); the emission density
@@ -62,7 +62,11 @@ class SSSOptions:
 
     ``cell_mm``: scatter-cell size (z, y, x) in mm; ``mu_threshold_per_mm``: cells of lower mean
     mu are skipped; ``n_view_samples``: views at which the SSS is evaluated (evenly spaced, first and
-    last included; default a quarter of the views, at least 8); ``n_ring_samples``: axial detector
+    last included; default a quarter of the views, at least 8); ``n_radial_samples``: radial bins at
+    which it is evaluated (evenly spaced, both ends included; default all: exact along the radial
+    direction, where scatter changes fastest: on the MC phantom of ``tests/test_pet_scatter.py``
+    every 4th radial bin, interpolated linearly, lowered the tail-scaled total by 8 %, since the
+    tails that set the scale are interpolated across the body edge); ``n_ring_samples``: axial detector
     positions (evenly from the first to the last ring; default one per ~16 mm, at least 2);
     ``n_angle_samples``: detector angles at which the ray integrals are computed (interpolated to the
     crystals; default all crystals up to 128); ``step_mm``: ray-marching step (default the smallest
@@ -71,6 +75,7 @@ class SSSOptions:
     cell_mm: tuple[float, float, float] = (12.0, 12.0, 12.0)
     mu_threshold_per_mm: float = 0.002
     n_view_samples: int | None = None
+    n_radial_samples: int | None = None
     n_ring_samples: int | None = None
     n_angle_samples: int | None = None
     step_mm: float | None = None
@@ -139,6 +144,19 @@ def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, 
     return np.ascontiguousarray(points, np.float64), w * float(np.prod(spacing))
 
 
+def _even_samples(n: int, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample indices (evenly spaced, both ends) and, for every index 0..n-1, the two neighbouring
+    samples and the linear weight on the second."""
+    samples = np.unique(np.round(np.linspace(0, n - 1, max(2, min(n_samples, n)))).astype(np.int64))
+    if samples.size == 1:
+        zeros = np.zeros(n, np.int64)
+        return samples, zeros, zeros, np.zeros(n)
+    idx = np.arange(n)
+    j = np.clip(np.searchsorted(samples, idx, side="right") - 1, 0, samples.size - 2)
+    w = (idx - samples[j]) / (samples[j + 1] - samples[j])
+    return samples, j.astype(np.int64), (j + 1).astype(np.int64), np.clip(w, 0.0, 1.0)
+
+
 def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int]:
     sc = layout.scanner
     n_vs = options.n_view_samples or max(8, layout.n_views // 4)
@@ -163,9 +181,12 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     """Unscaled single scatter (float64, the layout's non-TOF shape); module docstring for the model.
 
     ``activity`` (per mL) and ``mu_map`` (1/mm at 511 keV) must share one grid, in patient LPS mm;
-    ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on every
-    radial bin of the sampled views and axial positions, then interpolated linearly over views and
-    bilinearly over the two rings of each ring pair.
+    ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on the
+    sampled views, radial bins (default all) and axial positions, then interpolated linearly over
+    views and radial bins and bilinearly over the two rings of each ring pair.
+
+    Cost: ray integrals ``n_points x n_ring_samples x n_angle_samples`` rays, then
+    ``n_points x n_view_samples x n_radial_samples x n_ring_samples^2`` point terms.
     """
     if not activity.grid.same_as(mu_map.grid):
         raise ValueError("activity and mu-map must lie on the same grid (shape, spacing and origin)")
@@ -194,12 +215,13 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
                                             coef, points, det, step)
     m_tab = np.ascontiguousarray(m_int.reshape(-1, n_rs, n_cs))
     l_tab = np.ascontiguousarray(l_int.reshape(-1, n_rs, n_cs))
-    # SSS on every radial bin of the sampled views, for every pair of axial samples
-    view_samples = np.unique(np.round(np.linspace(0, layout.n_views - 1, n_vs)).astype(np.int64))
+    # SSS on the sampled views and radial bins, for every pair of axial samples
+    view_samples, v0, v1, wv = _even_samples(layout.n_views, n_vs)
+    radial_samples, r0, r1, wr = _even_samples(layout.n_radial, options.n_radial_samples or layout.n_radial)
     first, second = layout.crystal_pairs()
-    fa = first[view_samples]  # (n_vs, n_radial)
-    sb = second[view_samples]
-    shape = (view_samples.size, n_rs, n_rs, layout.n_radial)
+    fa = first[np.ix_(view_samples, radial_samples)]
+    sb = second[np.ix_(view_samples, radial_samples)]
+    shape = (view_samples.size, n_rs, n_rs, radial_samples.size)
     ca = np.broadcast_to(fa[:, None, None, :], shape).ravel().astype(np.float64)
     cb = np.broadcast_to(sb[:, None, None, :], shape).ravel().astype(np.float64)
     ma = np.broadcast_to(np.arange(n_rs)[None, :, None, None], shape).ravel().astype(np.int64)
@@ -210,18 +232,11 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
                       ca, cb, ma, mb, area, k_table, float(window.lower_kev), float(window.upper_kev),
                       float(window.resolution_fwhm))
     table = np.ascontiguousarray(values.reshape(shape))
-    # interpolate over views and rings onto every bin
-    v = np.arange(layout.n_views)
-    j = np.clip(np.searchsorted(view_samples, v, side="right") - 1, 0, max(view_samples.size - 2, 0))
-    v0 = j
-    v1 = np.minimum(j + 1, view_samples.size - 1)
-    span_v = np.maximum(view_samples[v1] - view_samples[v0], 1)
-    wv = np.clip((v - view_samples[v0]) / span_v, 0.0, 1.0)
     rp = ring_pairs(layout)
     out = np.zeros(layout.shape[:3])
     ring_scale = (n_rs - 1) / max(sc.n_rings - 1, 1)
-    views_rings_to_bins(table, v0.astype(np.int64), v1.astype(np.int64), wv.astype(np.float64),
-                        rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(), float(ring_scale), out)
+    views_rings_to_bins(table, v0, v1, wv, r0, r1, wr, rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(),
+                        float(ring_scale), out)
     out *= layout.transaxial_present()[:, None, :]
     logger.info("SSS: %d scatter points, %d views x %d axial samples evaluated, total %.4g",
                 points.shape[0], view_samples.size, n_rs, out.sum())
