@@ -26,9 +26,12 @@ Tail scaling. LORs that miss the body (attenuation factor >= ``threshold``, erod
 unscattered estimate) is scatter, and the SSS sinogram is scaled to it (least squares by
 default, or Poisson ML; scale and optional offset; :func:`fit_tail_scale` says why).
 
-TOF. Without a TOF SSS the non-TOF estimate is spread evenly over the TOF bins (divided by
-``n_tof``): an approximation that ignores how TOF localises scatter along the LOR (scatter is
-broader than trues in TOF but not uniform; Watson 2007 models it). Document of the choice.
+TOF. ``estimate_scatter`` on a TOF layout computes a TOF SSS by default
+(:mod:`kernels.scatter_sss_tof`: for each scatter point and term, the measured position along the
+LOR follows from the two photons' path lengths; the emission's spread along its segment is taken
+as a Gaussian with the activity's mean and variance there, convolved with the TOF kernel and
+integrated over each bin; after Watson 2007). ``tof_mode="uniform"`` instead spreads the non-TOF
+estimate evenly over the TOF bins (divided by ``n_tof``), which ignores how TOF localises scatter.
 """
 from __future__ import annotations
 
@@ -39,11 +42,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.scatter_sss import lor_integrals, point_detector_integrals, sss_lors, views_rings_to_bins
+from kernels.scatter_sss_tof import sss_lors_tof
 from recon.data.grid import Volume
 from recon.data.pet import ScannerPlacement
 from recon.data.pet_sinogram import SinogramLayout
 from recon.pet.crystal_pairs import ring_pairs
 from recon.pet.energy import PETEnergyWindow, water_mu_table_per_mm
+from recon.pet.scatter_tails import fit_tail_scale, tail_mask
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +182,9 @@ def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int
 def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: SinogramLayout,
                               placement: ScannerPlacement = ScannerPlacement(),
                               window: PETEnergyWindow = PETEnergyWindow(),
-                              options: SSSOptions = SSSOptions()) -> np.ndarray:
-    """Unscaled single scatter (float64, the layout's non-TOF shape); module docstring for the model.
+                              options: SSSOptions = SSSOptions(), tof: bool = False) -> np.ndarray:
+    """Unscaled single scatter (float64): the layout's non-TOF shape, or with ``tof=True`` (a TOF
+    layout) its TOF shape by :mod:`kernels.scatter_sss_tof`; module docstring for the model.
 
     ``activity`` (per mL) and ``mu_map`` (1/mm at 511 keV) must share one grid, in patient LPS mm;
     ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on the
@@ -190,6 +196,8 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     """
     if not activity.grid.same_as(mu_map.grid):
         raise ValueError("activity and mu-map must lie on the same grid (shape, spacing and origin)")
+    if tof and not layout.tof:
+        raise ValueError("a TOF scatter estimate needs a TOF sinogram layout (tof=True)")
     mu = check_mu_map_511(mu_map)
     act = np.asarray(activity.data if isinstance(activity.data, np.ndarray) else activity.to_host().data, np.float64)
     if (act < 0).any():
@@ -211,7 +219,7 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     det[:, 1] = np.tile(sc.lor_radius_mm * np.sin(angles), n_rs)
     det[:, 2] = np.repeat(z_samples, n_cs)
     coef = _axis_coefficients(grid, placement)
-    m_int, l_int = point_detector_integrals(np.ascontiguousarray(mu, np.float64), np.ascontiguousarray(act / 1000.0),
+    m_int, l_int, l1_int, l2_int = point_detector_integrals(np.ascontiguousarray(mu, np.float64), np.ascontiguousarray(act / 1000.0),
                                             coef, points, det, step)
     m_tab = np.ascontiguousarray(m_int.reshape(-1, n_rs, n_cs))
     l_tab = np.ascontiguousarray(l_int.reshape(-1, n_rs, n_cs))
@@ -228,16 +236,31 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     mb = np.broadcast_to(np.arange(n_rs)[None, None, :, None], shape).ravel().astype(np.int64)
     area = 2.0 * np.pi * sc.lor_radius_mm / cpr * sc.ring_spacing_mm
     k_table = water_mu_table_per_mm() / float(water_mu_table_per_mm()[511])
-    values = sss_lors(points, weights, m_tab, l_tab, float(sc.lor_radius_mm), float(cpr), z_samples,
-                      ca, cb, ma, mb, area, k_table, float(window.lower_kev), float(window.upper_kev),
-                      float(window.resolution_fwhm))
-    table = np.ascontiguousarray(values.reshape(shape))
+    energy = (float(window.lower_kev), float(window.upper_kev), float(window.resolution_fwhm))
+    if tof:
+        l1_tab = np.ascontiguousarray(l1_int.reshape(-1, n_rs, n_cs))
+        l2_tab = np.ascontiguousarray(l2_int.reshape(-1, n_rs, n_cs))
+        values = sss_lors_tof(points, weights, m_tab, l_tab, l1_tab, l2_tab, float(sc.lor_radius_mm), float(cpr),
+                              z_samples, ca, cb, ma, mb, area, k_table, *energy, float(sc.tof_sigma_mm),
+                              float(sc.tof_bin_width_mm), int(layout.n_tof))
+        tables = [np.ascontiguousarray(values[:, t].reshape(shape)) for t in range(layout.n_tof)]
+    else:
+        values = sss_lors(points, weights, m_tab, l_tab, float(sc.lor_radius_mm), float(cpr), z_samples,
+                          ca, cb, ma, mb, area, k_table, *energy)
+        tables = [np.ascontiguousarray(values.reshape(shape))]
     rp = ring_pairs(layout)
-    out = np.zeros(layout.shape[:3])
     ring_scale = (n_rs - 1) / max(sc.n_rings - 1, 1)
-    views_rings_to_bins(table, v0, v1, wv, r0, r1, wr, rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(),
-                        float(ring_scale), out)
-    out *= layout.transaxial_present()[:, None, :]
+    out = np.zeros(layout.shape[:3] + ((layout.n_tof,) if tof else ()))
+    for t, table in enumerate(tables):
+        part = np.zeros(layout.shape[:3])
+        views_rings_to_bins(table, v0, v1, wv, r0, r1, wr, rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(),
+                            float(ring_scale), part)
+        if tof:
+            out[..., t] = part
+        else:
+            out = part
+    present = layout.transaxial_present()[:, None, :]
+    out *= present[..., None] if tof else present
     logger.info("SSS: %d scatter points, %d views x %d axial samples evaluated, total %.4g",
                 points.shape[0], view_samples.size, n_rs, out.sum())
     return out
@@ -255,96 +278,20 @@ def attenuation_factors_from_mu(mu_map: Volume, layout: SinogramLayout,
     return np.exp(-line).reshape(layout.shape[:3])
 
 
-def tail_mask(attenuation_factors: np.ndarray, threshold: float = 0.99, margin_bins: int = 2) -> np.ndarray:
-    """(view, plane, radial) bool: LORs whose attenuation factor is >= ``threshold`` (they miss the
-    body) and that lie at least ``margin_bins`` radial bins from any LOR that does not."""
-    att = np.asarray(attenuation_factors)
-    if att.ndim != 3:
-        raise ValueError(f"attenuation factors must be (view, plane, radial), got shape {att.shape}")
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"tail threshold must be in (0, 1], got {threshold}")
-    mask = att >= threshold
-    for _ in range(int(margin_bins)):
-        shrunk = mask.copy()
-        shrunk[..., 1:] &= mask[..., :-1]
-        shrunk[..., :-1] &= mask[..., 1:]
-        mask = shrunk
-    return mask
-
-
-def _poisson_loglik(y: np.ndarray, m: np.ndarray) -> float:
-    if (m[y > 0] <= 0).any():
-        return -np.inf
-    return float((y[y > 0] * np.log(m[y > 0])).sum() - m.sum())
-
-
-def fit_tail_scale(unscaled: np.ndarray, prompts: np.ndarray, mask: np.ndarray, background: np.ndarray | None = None,
-                   method: str = "lsq", fit_offset: bool = False, n_iterations: int = 50) -> tuple[float, float]:
-    """(scale, offset) so that ``prompts ~ scale * unscaled + offset + background`` in the tails.
-
-    ``"ml"``: Poisson maximum likelihood, ``sum y log(m) - m`` with ``m = a s + c + bg``, by Newton
-    steps on (a, c) kept >= 0 with backtracking (the log-likelihood is concave);
-    ``"lsq"`` (default): least squares (closed form). ``background``: randoms (+ unscattered estimate).
-
-    Why least squares by default: in the tails the randoms often exceed the scatter several times,
-    and a per-LOR randoms estimate carries noise (a smoothed delayed sinogram with ~0.2 counts per
-    LOR has ~15 % per LOR). The Poisson score ``sum s (y / m - 1)`` is biased by Jensen's inequality
-    when ``m`` holds such noise (E[1/bg] > 1/E[bg]); with the MC of ``tests/test_pet_scatter.py``
-    and randoms at 10 % of the prompts it gave a scale 14 % high, least squares 0.5 %. With an
-    exact (noise-free) background both agree.
-    """
-    s = np.asarray(unscaled, np.float64)[mask]
-    y = np.asarray(prompts, np.float64)[mask]
-    bg = np.zeros_like(y) if background is None else np.asarray(background, np.float64)[mask]
-    if s.size == 0 or s.sum() <= 0:
-        raise ValueError("the tail mask selects no LOR with a scatter estimate: no tails to scale to")
-    t = y - bg
-    if fit_offset:
-        design = np.stack([s, np.ones_like(s)], axis=1)
-        theta = np.linalg.lstsq(design, t, rcond=None)[0]
-    else:
-        design = s[:, None]
-        theta = np.array([(s * t).sum() / (s * s).sum()])
-    if method == "lsq":
-        return float(theta[0]), float(theta[1]) if fit_offset else 0.0
-    if method != "ml":
-        raise ValueError(f"tail fit method must be 'ml' or 'lsq', got {method!r}")
-    theta = np.maximum(theta, 1e-9 * max(float(t.mean()), 1e-12))
-    like = _poisson_loglik(y, design @ theta + bg)
-    for _ in range(int(n_iterations)):
-        m = design @ theta + bg
-        r = np.divide(y, m, out=np.zeros_like(y), where=m > 0)
-        grad = design.T @ (r - 1.0)
-        hess = -(design * (np.divide(y, m * m, out=np.zeros_like(y), where=m > 0))[:, None]).T @ design
-        try:
-            step = -np.linalg.solve(hess - 1e-12 * np.eye(len(theta)), grad)
-        except np.linalg.LinAlgError:
-            break
-        lam = 1.0
-        while lam > 1e-8:
-            trial = np.maximum(theta + lam * step, 0.0)
-            trial_like = _poisson_loglik(y, design @ trial + bg)
-            if trial_like >= like:
-                break
-            lam *= 0.5
-        else:
-            break
-        converged = np.all(np.abs(trial - theta) <= 1e-10 * np.maximum(np.abs(theta), 1e-12))
-        theta, like = trial, trial_like
-        if converged:
-            break
-    return float(theta[0]), float(theta[1]) if fit_offset else 0.0
-
-
 def estimate_scatter(activity: Volume, mu_map: Volume, layout: SinogramLayout, prompts: np.ndarray,
                      placement: ScannerPlacement = ScannerPlacement(), window: PETEnergyWindow = PETEnergyWindow(),
                      randoms: np.ndarray | None = None, unscattered: np.ndarray | None = None,
                      attenuation_factors: np.ndarray | None = None, tail_threshold: float = 0.99,
                      margin_bins: int = 2, method: str = "lsq", fit_offset: bool = False,
-                     options: SSSOptions = SSSOptions()) -> ScatterEstimate:
+                     options: SSSOptions = SSSOptions(), tof_mode: str = "sss") -> ScatterEstimate:
     """SSS scaled to the emission tails of ``prompts`` (module docstring). Sinograms in the layout's
     shape or non-TOF (TOF inputs are summed over TOF bins for the fit); the returned ``sinogram``
-    is in the layout's shape (TOF: spread evenly over the bins)."""
+    is in the layout's shape. TOF layouts: ``tof_mode="sss"`` computes the TOF SSS
+    (:mod:`kernels.scatter_sss_tof`), ``"uniform"`` spreads the non-TOF SSS evenly over the bins.
+    ``unscaled`` is always non-TOF (the TOF SSS summed over its bins); the offset, if fitted, is
+    spread evenly over TOF bins."""
+    if tof_mode not in ("sss", "uniform"):
+        raise ValueError(f"tof_mode must be 'sss' or 'uniform', got {tof_mode!r}")
     shape3 = layout.shape[:3]
 
     def non_tof(name: str, a: np.ndarray | None) -> np.ndarray | None:
@@ -369,11 +316,16 @@ def estimate_scatter(activity: Volume, mu_map: Volume, layout: SinogramLayout, p
     if att is None:
         att = attenuation_factors_from_mu(mu_map, layout, placement)
     mask = tail_mask(att, tail_threshold, margin_bins) & layout.transaxial_present()[:, None, :]
-    sss = single_scatter_simulation(activity, mu_map, layout, placement, window, options)
+    tof_sss = layout.tof and tof_mode == "sss"
+    sss_full = single_scatter_simulation(activity, mu_map, layout, placement, window, options, tof=tof_sss)
+    sss = sss_full.sum(axis=-1) if tof_sss else sss_full
     scale, offset = fit_tail_scale(sss, y, mask, bg, method=method, fit_offset=fit_offset)
-    scaled = scale * sss + offset * (sss > 0)
     logger.info("scatter: tail scale %.4g, offset %.4g over %d tail LORs", scale, offset, int(mask.sum()))
-    out = scaled.astype(np.float32)
-    if layout.tof:
-        out = np.ascontiguousarray(np.repeat(out[..., None] / np.float32(layout.n_tof), layout.n_tof, axis=-1))
+    if tof_sss:
+        out = scale * sss_full + (offset / layout.n_tof) * (sss > 0)[..., None]
+    else:
+        out = scale * sss + offset * (sss > 0)
+        if layout.tof:
+            out = np.repeat(out[..., None] / layout.n_tof, layout.n_tof, axis=-1)
+    out = np.ascontiguousarray(out, np.float32)
     return ScatterEstimate(sinogram=out, unscaled=sss, scale=float(scale), offset=float(offset), tail_mask=mask)
