@@ -85,6 +85,16 @@ class SSSOptions:
     n_angle_samples: int | None = None
     step_mm: float | None = None
 
+    def __post_init__(self) -> None:
+        cell = tuple(float(c) for c in self.cell_mm)
+        if len(cell) != 3 or not all(math.isfinite(c) and c > 0 for c in cell):
+            raise ValueError(f"cell_mm must be 3 positive sizes (z, y, x) in mm, got {self.cell_mm!r}")
+        object.__setattr__(self, "cell_mm", cell)
+        if not math.isfinite(self.mu_threshold_per_mm) or self.mu_threshold_per_mm < 0:
+            raise ValueError(f"mu_threshold_per_mm must be >= 0 (1/mm), got {self.mu_threshold_per_mm!r}")
+        if self.step_mm is not None and not (math.isfinite(self.step_mm) and self.step_mm > 0):
+            raise ValueError(f"step_mm must be positive (mm), got {self.step_mm!r}")
+
 
 @dataclass(frozen=True)
 class ScatterEstimate:
@@ -129,7 +139,6 @@ def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, 
     """(points (n, 3) scanner mm, weights mu dV (n,) mm^2) of the coarse cells above ``threshold``."""
     spacing = grid.spacing_mm
     block = [max(1, int(round(c / s))) for c, s in zip(cell_mm, spacing)]
-    nz, ny, nx = mu.shape
     pad = [(((-n) % b) // 2, (-n) % b - ((-n) % b) // 2) for n, b in zip(mu.shape, block)]  # cells centred on the grid
     m = np.pad(mu.astype(np.float64), pad)
     shp = (m.shape[0] // block[0], block[0], m.shape[1] // block[1], block[1], m.shape[2] // block[2], block[2])
