@@ -16,7 +16,8 @@ rings' axial extent, on crystal ``round(phi / (2 pi / cpr))`` and ring ``round((
 and if its energy blurred by a Gaussian of FWHM ``f 511 sqrt(E/511)`` lies in the window.
 No crystal penetration, dead time or randoms.
 
-Classes of a detected coincidence: 0 true (no scatter), 1 single scatter (one Compton in the pair),
+Each coincidence also records its TOF position ``(path_a - path_b) / 2`` (mm from the LOR midpoint
+towards detector b), from the photons' actual path lengths. Classes of a detected coincidence: 0 true (no scatter), 1 single scatter (one Compton in the pair),
 2 multiple scatter (two or more).
 """
 from __future__ import annotations
@@ -60,9 +61,10 @@ def _exit_distance(x, y, z, ux, uy, uz, r, h):
 @numba.njit(cache=True)
 def _track(rng, x, y, z, ux, uy, uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, z0, pitch, cpr,
            n_rings, e_lo, e_hi, fwhm_frac, e_cut):
-    """Follow one 511 keV photon; returns (detector id or -1, number of Compton scatters)."""
+    """Follow one 511 keV photon; returns (detector id or -1, number of Compton scatters, path length mm)."""
     e = _ME
     n_sc = 0
+    path = 0.0
     while True:
         t_exit = _exit_distance(x, y, z, ux, uy, uz, cyl_r, cyl_h)
         s = -math.log(1.0 - rng.random()) / _mu(mu_table, e)
@@ -70,7 +72,9 @@ def _track(rng, x, y, z, ux, uy, uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, 
             x += t_exit * ux
             y += t_exit * uy
             z += t_exit * uz
+            path += t_exit
             break
+        path += s
         x += s * ux
         y += s * uy
         z += s * uz
@@ -83,7 +87,7 @@ def _track(rng, x, y, z, ux, uy, uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, 
         e = e * p
         n_sc += 1
         if e < e_cut:
-            return -1, n_sc
+            return -1, n_sc, path
         sn = math.sqrt(max(0.0, 1.0 - c * c))
         phi = _TWO_PI * rng.random()
         cp, sp = math.cos(phi), math.sin(phi)
@@ -98,30 +102,33 @@ def _track(rng, x, y, z, ux, uy, uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, 
     # fly to the detector cylinder
     a = ux * ux + uy * uy
     if a < 1e-14:
-        return -1, n_sc
+        return -1, n_sc, path
     b = x * ux + y * uy
     cc = x * x + y * y - det_r * det_r
     t = (-b + math.sqrt(max(b * b - a * cc, 0.0))) / a
     zd = z + t * uz
+    path += t * math.sqrt(a + uz * uz)
     if zd < z_lo or zd >= z_hi:
-        return -1, n_sc
+        return -1, n_sc, path
     sigma = fwhm_frac * _ME * math.sqrt(e / _ME) / 2.3548200450309493
     em = e + sigma * rng.standard_normal()
     if em < e_lo or em > e_hi:
-        return -1, n_sc
+        return -1, n_sc, path
     ang = math.atan2(y + t * uy, x + t * ux)
     if ang < 0.0:
         ang += _TWO_PI
     crystal = int(math.floor(ang / (_TWO_PI / cpr) + 0.5)) % cpr
     ring = int(math.floor((zd - z0) / pitch + 0.5))
     ring = min(max(ring, 0), n_rings - 1)
-    return ring * cpr + crystal, n_sc
+    return ring * cpr + crystal, n_sc, path
 
 
 @numba.njit(cache=True, nogil=True)
 def simulate_pairs(rng, n_pairs, cyl_r, cyl_h, rod_x, rod_y, rod_r, p_rod, mu_table, det_r, z0, pitch,
-                   n_rings, cpr, e_lo, e_hi, fwhm_frac, e_cut, out_a, out_b, out_class):
-    """Simulate ``n_pairs`` pairs; fills the first ``n`` entries of the outputs, returns ``n``."""
+                   n_rings, cpr, e_lo, e_hi, fwhm_frac, e_cut, out_a, out_b, out_class, out_offset):
+    """Simulate ``n_pairs`` pairs; fills the first ``n`` entries of the outputs, returns ``n``.
+    ``out_offset``: the true TOF position (mm) from the LOR midpoint towards detector b,
+    ``(path_a - path_b) / 2`` (no timing blur)."""
     z_lo = z0 - 0.5 * pitch
     z_hi = z0 + (n_rings - 0.5) * pitch
     n = 0
@@ -141,11 +148,11 @@ def simulate_pairs(rng, n_pairs, cyl_r, cyl_h, rod_x, rod_y, rod_r, p_rod, mu_ta
         phi = _TWO_PI * rng.random()
         st = math.sqrt(1.0 - uz * uz)
         ux, uy = st * math.cos(phi), st * math.sin(phi)
-        da, na = _track(rng, x, y, z, ux, uy, uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, z0, pitch, cpr,
+        da, na, pa = _track(rng, x, y, z, ux, uy, uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, z0, pitch, cpr,
                         n_rings, e_lo, e_hi, fwhm_frac, e_cut)
         if da < 0:
             continue
-        db, nb = _track(rng, x, y, z, -ux, -uy, -uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, z0, pitch, cpr,
+        db, nb, pb = _track(rng, x, y, z, -ux, -uy, -uz, mu_table, cyl_r, cyl_h, det_r, z_lo, z_hi, z0, pitch, cpr,
                         n_rings, e_lo, e_hi, fwhm_frac, e_cut)
         if db < 0:
             continue
@@ -153,10 +160,11 @@ def simulate_pairs(rng, n_pairs, cyl_r, cyl_h, rod_x, rod_y, rod_r, p_rod, mu_ta
         out_b[n] = db
         total = na + nb
         out_class[n] = 0 if total == 0 else (1 if total == 1 else 2)
+        out_offset[n] = 0.5 * (pa - pb)
         n += 1
     return n
 
 
-def empty_outputs(n_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Output buffers for :func:`simulate_pairs` (detector ids a, b as int64; class as int8)."""
-    return np.empty(n_pairs, np.int64), np.empty(n_pairs, np.int64), np.empty(n_pairs, np.int8)
+def empty_outputs(n_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output buffers for :func:`simulate_pairs` (detector ids a, b as int64; class as int8; offset mm)."""
+    return np.empty(n_pairs, np.int64), np.empty(n_pairs, np.int64), np.empty(n_pairs, np.int8), np.empty(n_pairs)

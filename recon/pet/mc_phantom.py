@@ -4,8 +4,9 @@
 scatter in water, energy blurring and window, detection on the ring cylinder) in fixed chunks,
 each with its own child generator spawned from the caller's ``numpy.random.Generator`` (the
 result does not depend on the thread count), and histograms the coincidences into the layout's
-non-TOF sinogram with ``layout.bins_of_events``, separated into trues, single scatter and
-multiple scatter. :func:`cylinder_phantom_volumes` rasterises the same phantom (activity in pairs
+sinogram with ``layout.bins_of_events`` (TOF layouts: the TOF position from the photons' path
+lengths, blurred by the scanner's Gaussian timing resolution; positions beyond the outer bins are
+put in them), separated into trues, single scatter and multiple scatter. :func:`cylinder_phantom_volumes` rasterises the same phantom (activity in pairs
 per mL, mu at 511 keV in 1/mm) with sub-voxel sampling for the estimate under test.
 
 Scanner frame = patient LPS here (HFS, table at 0): the phantom's axis is the scanner axis.
@@ -62,7 +63,7 @@ class CylinderPhantom:
 
 @dataclass(frozen=True)
 class MCResult:
-    """Non-TOF sinograms (float64 counts) of the detected coincidences by class."""
+    """Sinograms (float64 counts, the layout's shape) of the detected coincidences by class."""
 
     trues: np.ndarray
     single_scatter: np.ndarray
@@ -95,21 +96,27 @@ def simulate_cylinder_mc(layout: SinogramLayout, phantom: CylinderPhantom, n_pai
     children = rng.spawn(n_chunks)
 
     def run(c: int):
-        a, b, k = empty_outputs(sizes[c])
+        a, b, k, off = empty_outputs(sizes[c])
         n = simulate_pairs(children[c], sizes[c], float(phantom.radius_mm), float(phantom.half_length_mm),
                            float(phantom.rod_xy_mm[0]), float(phantom.rod_xy_mm[1]), float(phantom.rod_radius_mm),
                            phantom.rod_probability, mu_table, float(sc.lor_radius_mm), z0, float(sc.ring_spacing_mm),
                            sc.n_rings, sc.crystals_per_ring, float(window.lower_kev), float(window.upper_kev),
-                           float(window.resolution_fwhm), window.cutoff_kev(), a, b, k)
-        return a[:n], b[:n], k[:n]
+                           float(window.resolution_fwhm), window.cutoff_kev(), a, b, k, off)
+        return a[:n], b[:n], k[:n], off[:n]
 
     with ThreadPoolExecutor(max_workers=max(1, int(n_threads))) as pool:
         parts = list(pool.map(run, range(n_chunks)))
     det_a = np.concatenate([p[0] for p in parts])
     det_b = np.concatenate([p[1] for p in parts])
     cls = np.concatenate([p[2] for p in parts])
-    flat, valid = layout.bins_of_events(det_a, det_b)
-    shape = layout.shape[:3]
+    tof_bin = None
+    if layout.tof:  # timing blur (the scanner's TOF resolution) from one more child generator
+        offset = np.concatenate([p[3] for p in parts])
+        offset = offset + rng.spawn(1)[0].normal(0.0, sc.tof_sigma_mm, offset.size)
+        half = (layout.n_tof - 1) / 2.0
+        tof_bin = np.clip(np.floor(offset / sc.tof_bin_width_mm + half + 0.5), 0, layout.n_tof - 1).astype(np.int64)
+    flat, valid = layout.bins_of_events(det_a, det_b, tof_bin)
+    shape = layout.shape
     size = int(np.prod(shape))
     hist = [np.bincount(flat[valid & (cls == c)], minlength=size).astype(np.float64).reshape(shape) for c in range(3)]
     logger.info("MC: %d pairs, %d coincidences detected (%d in the sinogram)", n_pairs, det_a.size, int(valid.sum()))
@@ -148,16 +155,20 @@ def cylinder_phantom_volumes(phantom: CylinderPhantom, grid: ImageGrid, n_pairs:
 
 
 def scatter_agreement(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Relative differences of a scatter estimate from a truth (non-TOF sinograms):
+    """Relative differences of a scatter estimate from a truth (sinograms of one shape):
     ``total`` = sum(est)/sum(truth) - 1, and for the radial (summed over views and planes), view
     and plane profiles the relative L2 ``|p_est - p_truth| / |p_truth|`` and the largest
-    deviation relative to the profile's maximum (``*_max``)."""
+    deviation relative to the profile's maximum (``*_max``). TOF sinograms add the TOF profile
+    (``tof``) and the (radial, TOF) map summed over views and planes (``radial_tof``)."""
     e = np.asarray(estimate, np.float64)
     t = np.asarray(truth, np.float64)
-    if e.shape != t.shape or e.ndim != 3:
-        raise ValueError(f"estimate {e.shape} and truth {t.shape} must be non-TOF sinograms of one shape")
+    if e.shape != t.shape or e.ndim not in (3, 4):
+        raise ValueError(f"estimate {e.shape} and truth {t.shape} must be sinograms of one shape")
     out = {"total": float(e.sum() / t.sum() - 1.0)}
-    for name, axes in (("radial", (0, 1)), ("view", (1, 2)), ("plane", (0, 2))):
+    profiles = [("radial", (0, 1)), ("view", (1, 2)), ("plane", (0, 2))]
+    if e.ndim == 4:
+        profiles = [(n, ax + (3,)) for n, ax in profiles] + [("tof", (0, 1, 2)), ("radial_tof", (0, 1))]
+    for name, axes in profiles:
         pe, pt = e.sum(axis=axes), t.sum(axis=axes)
         out[name] = float(np.linalg.norm(pe - pt) / np.linalg.norm(pt))
         out[f"{name}_max"] = float(np.abs(pe - pt).max() / pt.max())

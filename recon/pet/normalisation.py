@@ -175,7 +175,7 @@ def normalisation_from_cylinder(layout: SinogramLayout, counts: np.ndarray, radi
     if not np.isfinite(y).all() or (y < 0).any():
         raise ValueError("cylinder scan contains NaN, infinite or negative counts")
     expect = _cylinder_expectation(layout, radius_mm, mu_per_mm, centre_xy_mm)
-    if (y[expect <= 0] > 0).mean() > 0.5 and (expect <= 0).any():
+    if (expect <= 0).any() and (y[expect <= 0] > 0).mean() > 0.5:
         logger.warning("many LORs outside the cylinder hold counts: is the radius right?")
     g = np.ones(layout.n_radial)
     eps = None

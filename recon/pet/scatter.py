@@ -7,13 +7,13 @@ scattering strength of the body is kept exactly whatever the cell size. The inte
 (511 keV) and of the activity from each scatter point to detectors at ``n_angle_samples`` angles
 and ``n_ring_samples`` axial positions (evenly from the first to the last ring) are ray-marched
 (trilinear samples, step ``step_mm``) and interpolated in angle to the crystals. The scatter of
-every radial bin of ``n_view_samples`` views, for every pair of axial samples, sums over the
-scatter points the Klein-Nishina density, the energy-window acceptance of the unscattered (511 keV)
+``n_radial_samples`` radial bins (default all) of ``n_view_samples`` views, for every pair of
+axial samples, sums over the scatter points the Klein-Nishina density, the energy-window acceptance of the unscattered (511 keV)
 and the scattered photon (Gaussian energy resolution, :class:`recon.pet.energy.PETEnergyWindow`),
 the attenuation of the scattered photon at its energy (water-like scaling
 ``mu(E') = mu(511) mu_w(E')/mu_w(511)``), the detector area and obliquity ``sigma cos / R^2`` on
-both sides, and ``1/(2 pi)``. It is exact along the radial direction (where scatter changes
-fastest, down to the tails) and interpolated linearly over views and bilinearly over the two rings
+both sides, and ``1/(2 pi)``. By default it is exact along the radial direction (where scatter
+changes fastest, down to the tails) and interpolated linearly over views and bilinearly over the two rings
 of every ring pair, summed over the ring pairs of each plane (span > 1).
 
 Units. The activity is read as a concentration per mL (Bq/mL, or relative); the emission density
@@ -23,12 +23,15 @@ scatter and model errors are absorbed by the tail fit.
 
 Tail scaling. LORs that miss the body (attenuation factor >= ``threshold``, eroded by
 ``margin_bins`` radial bins away from the body) see no trues: there prompts - randoms (-
-unscattered estimate) is scatter, and the SSS sinogram is scaled to it (Poisson ML, or least
-squares, scale and optional offset).
+unscattered estimate) is scatter, and the SSS sinogram is scaled to it (least squares by
+default, or Poisson ML; scale and optional offset; :func:`fit_tail_scale` says why).
 
-TOF. Without a TOF SSS the non-TOF estimate is spread evenly over the TOF bins (divided by
-``n_tof``): an approximation that ignores how TOF localises scatter along the LOR (scatter is
-broader than trues in TOF but not uniform; Watson 2007 models it). Document of the choice.
+TOF. ``estimate_scatter`` on a TOF layout computes a TOF SSS by default
+(:mod:`kernels.scatter_sss_tof`: for each scatter point and term, the measured position along the
+LOR follows from the two photons' path lengths; the emission's spread along its segment is taken
+as a Gaussian with the activity's mean and variance there, convolved with the TOF kernel and
+integrated over each bin; after Watson 2007). ``tof_mode="uniform"`` instead spreads the non-TOF
+estimate evenly over the TOF bins (divided by ``n_tof``), which ignores how TOF localises scatter.
 """
 from __future__ import annotations
 
@@ -39,18 +42,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.scatter_sss import lor_integrals, point_detector_integrals, sss_lors, views_rings_to_bins
+from kernels.scatter_sss_tof import sss_lors_tof
 from recon.data.grid import Volume
 from recon.data.pet import ScannerPlacement
 from recon.data.pet_sinogram import SinogramLayout
 from recon.pet.crystal_pairs import ring_pairs
 from recon.pet.energy import PETEnergyWindow, water_mu_table_per_mm
+from recon.pet.scatter_tails import fit_tail_scale, tail_mask
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SSSOptions", "ScatterEstimate", "attenuation_factors_from_mu", "check_mu_map_511", "estimate_scatter",
            "fit_tail_scale", "single_scatter_simulation", "tail_mask"]
 
-_AXIS_SIGNS = {"HFS": (1.0, 1.0, 1.0), "HFP": (-1.0, -1.0, 1.0), "FFS": (-1.0, 1.0, -1.0), "FFP": (1.0, -1.0, -1.0)}
+def _axis_signs(placement: ScannerPlacement) -> np.ndarray:
+    """(3,) +-1: the scanner-to-patient map is ``lps = signs * scanner + table_position``."""
+    origin = placement.to_patient(np.zeros(3)).astype(np.float64)
+    return np.round(np.diag(placement.to_patient(np.eye(3)).astype(np.float64) - origin))
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,11 @@ class SSSOptions:
 
     ``cell_mm``: scatter-cell size (z, y, x) in mm; ``mu_threshold_per_mm``: cells of lower mean
     mu are skipped; ``n_view_samples``: views at which the SSS is evaluated (evenly spaced, first and
-    last included; default a quarter of the views, at least 8); ``n_ring_samples``: axial detector
+    last included; default a quarter of the views, at least 8); ``n_radial_samples``: radial bins at
+    which it is evaluated (evenly spaced, both ends included; default all: exact along the radial
+    direction, where scatter changes fastest: on the MC phantom of ``tests/test_pet_scatter.py``
+    every 4th radial bin, interpolated linearly, lowered the tail-scaled total by 8 %, since the
+    tails that set the scale are interpolated across the body edge); ``n_ring_samples``: axial detector
     positions (evenly from the first to the last ring; default one per ~16 mm, at least 2);
     ``n_angle_samples``: detector angles at which the ray integrals are computed (interpolated to the
     crystals; default all crystals up to 128); ``step_mm``: ray-marching step (default the smallest
@@ -68,9 +80,20 @@ class SSSOptions:
     cell_mm: tuple[float, float, float] = (12.0, 12.0, 12.0)
     mu_threshold_per_mm: float = 0.002
     n_view_samples: int | None = None
+    n_radial_samples: int | None = None
     n_ring_samples: int | None = None
     n_angle_samples: int | None = None
     step_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        cell = tuple(float(c) for c in self.cell_mm)
+        if len(cell) != 3 or not all(math.isfinite(c) and c > 0 for c in cell):
+            raise ValueError(f"cell_mm must be 3 positive sizes (z, y, x) in mm, got {self.cell_mm!r}")
+        object.__setattr__(self, "cell_mm", cell)
+        if not math.isfinite(self.mu_threshold_per_mm) or self.mu_threshold_per_mm < 0:
+            raise ValueError(f"mu_threshold_per_mm must be >= 0 (1/mm), got {self.mu_threshold_per_mm!r}")
+        if self.step_mm is not None and not (math.isfinite(self.step_mm) and self.step_mm > 0):
+            raise ValueError(f"step_mm must be positive (mm), got {self.step_mm!r}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +109,7 @@ class ScatterEstimate:
 
 def _axis_coefficients(grid, placement: ScannerPlacement) -> np.ndarray:
     """(3, 2): voxel index = a * scanner-frame mm + b for x, y, z (array axes 2, 1, 0)."""
-    signs = _AXIS_SIGNS[placement.patient_position]
+    signs = _axis_signs(placement)
     dz, dy, dx = grid.spacing_mm
     spacing = (dx, dy, dz)
     coef = np.empty((3, 2))
@@ -116,8 +139,7 @@ def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, 
     """(points (n, 3) scanner mm, weights mu dV (n,) mm^2) of the coarse cells above ``threshold``."""
     spacing = grid.spacing_mm
     block = [max(1, int(round(c / s))) for c, s in zip(cell_mm, spacing)]
-    nz, ny, nx = mu.shape
-    pad = [(0, (-n) % b) for n, b in zip(mu.shape, block)]
+    pad = [(((-n) % b) // 2, (-n) % b - ((-n) % b) // 2) for n, b in zip(mu.shape, block)]  # cells centred on the grid
     m = np.pad(mu.astype(np.float64), pad)
     shp = (m.shape[0] // block[0], block[0], m.shape[1] // block[1], block[1], m.shape[2] // block[2], block[2])
     idx = [np.pad(np.arange(n, dtype=np.float64), p, constant_values=0.0) for n, p in zip(mu.shape, pad)]
@@ -131,9 +153,22 @@ def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, 
     w = wsum[keep]
     iz, iy, ix = cz[keep] / w, cy[keep] / w, cx[keep] / w
     lps = grid.index_to_mm(np.stack([iz, iy, ix], axis=-1))
-    signs = np.asarray(_AXIS_SIGNS[placement.patient_position])
+    signs = _axis_signs(placement)
     points = (lps - np.asarray(placement.table_position_mm)) * signs
     return np.ascontiguousarray(points, np.float64), w * float(np.prod(spacing))
+
+
+def _even_samples(n: int, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample indices (evenly spaced, both ends) and, for every index 0..n-1, the two neighbouring
+    samples and the linear weight on the second."""
+    samples = np.unique(np.round(np.linspace(0, n - 1, max(2, min(n_samples, n)))).astype(np.int64))
+    if samples.size == 1:
+        zeros = np.zeros(n, np.int64)
+        return samples, zeros, zeros, np.zeros(n)
+    idx = np.arange(n)
+    j = np.clip(np.searchsorted(samples, idx, side="right") - 1, 0, samples.size - 2)
+    w = (idx - samples[j]) / (samples[j + 1] - samples[j])
+    return samples, j.astype(np.int64), (j + 1).astype(np.int64), np.clip(w, 0.0, 1.0)
 
 
 def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int]:
@@ -156,16 +191,22 @@ def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int
 def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: SinogramLayout,
                               placement: ScannerPlacement = ScannerPlacement(),
                               window: PETEnergyWindow = PETEnergyWindow(),
-                              options: SSSOptions = SSSOptions()) -> np.ndarray:
-    """Unscaled single scatter (float64, the layout's non-TOF shape); module docstring for the model.
+                              options: SSSOptions = SSSOptions(), tof: bool = False) -> np.ndarray:
+    """Unscaled single scatter (float64): the layout's non-TOF shape, or with ``tof=True`` (a TOF
+    layout) its TOF shape by :mod:`kernels.scatter_sss_tof`; module docstring for the model.
 
     ``activity`` (per mL) and ``mu_map`` (1/mm at 511 keV) must share one grid, in patient LPS mm;
-    ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on every
-    radial bin of the sampled views and axial positions, then interpolated linearly over views and
-    bilinearly over the two rings of each ring pair.
+    ``placement`` puts the scanner frame in patient space. The SSS is evaluated exactly on the
+    sampled views, radial bins (default all) and axial positions, then interpolated linearly over
+    views and radial bins and bilinearly over the two rings of each ring pair.
+
+    Cost: ray integrals ``n_points x n_ring_samples x n_angle_samples`` rays, then
+    ``n_points x n_view_samples x n_radial_samples x n_ring_samples^2`` point terms.
     """
     if not activity.grid.same_as(mu_map.grid):
         raise ValueError("activity and mu-map must lie on the same grid (shape, spacing and origin)")
+    if tof and not layout.tof:
+        raise ValueError("a TOF scatter estimate needs a TOF sinogram layout (tof=True)")
     mu = check_mu_map_511(mu_map)
     act = np.asarray(activity.data if isinstance(activity.data, np.ndarray) else activity.to_host().data, np.float64)
     if (act < 0).any():
@@ -187,39 +228,48 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     det[:, 1] = np.tile(sc.lor_radius_mm * np.sin(angles), n_rs)
     det[:, 2] = np.repeat(z_samples, n_cs)
     coef = _axis_coefficients(grid, placement)
-    m_int, l_int = point_detector_integrals(np.ascontiguousarray(mu, np.float64), np.ascontiguousarray(act / 1000.0),
+    m_int, l_int, l1_int, l2_int = point_detector_integrals(np.ascontiguousarray(mu, np.float64), np.ascontiguousarray(act / 1000.0),
                                             coef, points, det, step)
     m_tab = np.ascontiguousarray(m_int.reshape(-1, n_rs, n_cs))
     l_tab = np.ascontiguousarray(l_int.reshape(-1, n_rs, n_cs))
-    # SSS on every radial bin of the sampled views, for every pair of axial samples
-    view_samples = np.unique(np.round(np.linspace(0, layout.n_views - 1, n_vs)).astype(np.int64))
+    # SSS on the sampled views and radial bins, for every pair of axial samples
+    view_samples, v0, v1, wv = _even_samples(layout.n_views, n_vs)
+    radial_samples, r0, r1, wr = _even_samples(layout.n_radial, options.n_radial_samples or layout.n_radial)
     first, second = layout.crystal_pairs()
-    fa = first[view_samples]  # (n_vs, n_radial)
-    sb = second[view_samples]
-    shape = (view_samples.size, n_rs, n_rs, layout.n_radial)
+    fa = first[np.ix_(view_samples, radial_samples)]
+    sb = second[np.ix_(view_samples, radial_samples)]
+    shape = (view_samples.size, n_rs, n_rs, radial_samples.size)
     ca = np.broadcast_to(fa[:, None, None, :], shape).ravel().astype(np.float64)
     cb = np.broadcast_to(sb[:, None, None, :], shape).ravel().astype(np.float64)
     ma = np.broadcast_to(np.arange(n_rs)[None, :, None, None], shape).ravel().astype(np.int64)
     mb = np.broadcast_to(np.arange(n_rs)[None, None, :, None], shape).ravel().astype(np.int64)
     area = 2.0 * np.pi * sc.lor_radius_mm / cpr * sc.ring_spacing_mm
     k_table = water_mu_table_per_mm() / float(water_mu_table_per_mm()[511])
-    values = sss_lors(points, weights, m_tab, l_tab, float(sc.lor_radius_mm), float(cpr), z_samples,
-                      ca, cb, ma, mb, area, k_table, float(window.lower_kev), float(window.upper_kev),
-                      float(window.resolution_fwhm))
-    table = np.ascontiguousarray(values.reshape(shape))
-    # interpolate over views and rings onto every bin
-    v = np.arange(layout.n_views)
-    j = np.clip(np.searchsorted(view_samples, v, side="right") - 1, 0, max(view_samples.size - 2, 0))
-    v0 = j
-    v1 = np.minimum(j + 1, view_samples.size - 1)
-    span_v = np.maximum(view_samples[v1] - view_samples[v0], 1)
-    wv = np.clip((v - view_samples[v0]) / span_v, 0.0, 1.0)
+    energy = (float(window.lower_kev), float(window.upper_kev), float(window.resolution_fwhm))
+    if tof:
+        l1_tab = np.ascontiguousarray(l1_int.reshape(-1, n_rs, n_cs))
+        l2_tab = np.ascontiguousarray(l2_int.reshape(-1, n_rs, n_cs))
+        values = sss_lors_tof(points, weights, m_tab, l_tab, l1_tab, l2_tab, float(sc.lor_radius_mm), float(cpr),
+                              z_samples, ca, cb, ma, mb, area, k_table, *energy, float(sc.tof_sigma_mm),
+                              float(sc.tof_bin_width_mm), int(layout.n_tof))
+        tables = [np.ascontiguousarray(values[:, t].reshape(shape)) for t in range(layout.n_tof)]
+    else:
+        values = sss_lors(points, weights, m_tab, l_tab, float(sc.lor_radius_mm), float(cpr), z_samples,
+                          ca, cb, ma, mb, area, k_table, *energy)
+        tables = [np.ascontiguousarray(values.reshape(shape))]
     rp = ring_pairs(layout)
-    out = np.zeros(layout.shape[:3])
     ring_scale = (n_rs - 1) / max(sc.n_rings - 1, 1)
-    views_rings_to_bins(table, v0.astype(np.int64), v1.astype(np.int64), wv.astype(np.float64),
-                        rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(), float(ring_scale), out)
-    out *= layout.transaxial_present()[:, None, :]
+    out = np.zeros(layout.shape[:3] + ((layout.n_tof,) if tof else ()))
+    for t, table in enumerate(tables):
+        part = np.zeros(layout.shape[:3])
+        views_rings_to_bins(table, v0, v1, wv, r0, r1, wr, rp[:, 0].copy(), rp[:, 1].copy(), rp[:, 2].copy(),
+                            float(ring_scale), part)
+        if tof:
+            out[..., t] = part
+        else:
+            out = part
+    present = layout.transaxial_present()[:, None, :]
+    out *= present[..., None] if tof else present
     logger.info("SSS: %d scatter points, %d views x %d axial samples evaluated, total %.4g",
                 points.shape[0], view_samples.size, n_rs, out.sum())
     return out
@@ -237,65 +287,20 @@ def attenuation_factors_from_mu(mu_map: Volume, layout: SinogramLayout,
     return np.exp(-line).reshape(layout.shape[:3])
 
 
-def tail_mask(attenuation_factors: np.ndarray, threshold: float = 0.99, margin_bins: int = 2) -> np.ndarray:
-    """(view, plane, radial) bool: LORs whose attenuation factor is >= ``threshold`` (they miss the
-    body) and that lie at least ``margin_bins`` radial bins from any LOR that does not."""
-    att = np.asarray(attenuation_factors)
-    if att.ndim != 3:
-        raise ValueError(f"attenuation factors must be (view, plane, radial), got shape {att.shape}")
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"tail threshold must be in (0, 1], got {threshold}")
-    mask = att >= threshold
-    for _ in range(int(margin_bins)):
-        shrunk = mask.copy()
-        shrunk[..., 1:] &= mask[..., :-1]
-        shrunk[..., :-1] &= mask[..., 1:]
-        mask = shrunk
-    return mask
-
-
-def fit_tail_scale(unscaled: np.ndarray, prompts: np.ndarray, mask: np.ndarray, background: np.ndarray | None = None,
-                   method: str = "ml", fit_offset: bool = False, n_iterations: int = 200) -> tuple[float, float]:
-    """(scale, offset) so that ``prompts ~ scale * unscaled + offset + background`` in the tails.
-
-    ``"ml"``: Poisson maximum likelihood (EM updates of the non-negative scale and offset);
-    ``"lsq"``: least squares (closed form). ``background``: randoms (+ unscattered estimate).
-    """
-    s = np.asarray(unscaled, np.float64)[mask]
-    y = np.asarray(prompts, np.float64)[mask]
-    bg = np.zeros_like(y) if background is None else np.asarray(background, np.float64)[mask]
-    if s.size == 0 or s.sum() <= 0:
-        raise ValueError("the tail mask selects no LOR with a scatter estimate: no tails to scale to")
-    if method == "lsq":
-        t = y - bg
-        if fit_offset:
-            design = np.stack([s, np.ones_like(s)], axis=1)
-            (a, c), *_ = np.linalg.lstsq(design, t, rcond=None)
-            return float(a), float(c)
-        return float((s * t).sum() / (s * s).sum()), 0.0
-    if method != "ml":
-        raise ValueError(f"tail fit method must be 'ml' or 'lsq', got {method!r}")
-    a = max(float((y - bg).sum() / s.sum()), 1e-12)
-    c = max(float((y - bg).mean()) * 0.1, 1e-12) if fit_offset else 0.0
-    for _ in range(int(n_iterations)):
-        m = a * s + c + bg
-        r = np.divide(y, m, out=np.zeros_like(y), where=m > 0)
-        a_new = a * float((r * s).sum() / s.sum())
-        if fit_offset:
-            c = c * float(r.mean())
-        a = a_new
-    return float(a), float(c)
-
-
 def estimate_scatter(activity: Volume, mu_map: Volume, layout: SinogramLayout, prompts: np.ndarray,
                      placement: ScannerPlacement = ScannerPlacement(), window: PETEnergyWindow = PETEnergyWindow(),
                      randoms: np.ndarray | None = None, unscattered: np.ndarray | None = None,
                      attenuation_factors: np.ndarray | None = None, tail_threshold: float = 0.99,
-                     margin_bins: int = 2, method: str = "ml", fit_offset: bool = False,
-                     options: SSSOptions = SSSOptions()) -> ScatterEstimate:
+                     margin_bins: int = 2, method: str = "lsq", fit_offset: bool = False,
+                     options: SSSOptions = SSSOptions(), tof_mode: str = "sss") -> ScatterEstimate:
     """SSS scaled to the emission tails of ``prompts`` (module docstring). Sinograms in the layout's
     shape or non-TOF (TOF inputs are summed over TOF bins for the fit); the returned ``sinogram``
-    is in the layout's shape (TOF: spread evenly over the bins)."""
+    is in the layout's shape. TOF layouts: ``tof_mode="sss"`` computes the TOF SSS
+    (:mod:`kernels.scatter_sss_tof`), ``"uniform"`` spreads the non-TOF SSS evenly over the bins.
+    ``unscaled`` is always non-TOF (the TOF SSS summed over its bins); the offset, if fitted, is
+    spread evenly over TOF bins."""
+    if tof_mode not in ("sss", "uniform"):
+        raise ValueError(f"tof_mode must be 'sss' or 'uniform', got {tof_mode!r}")
     shape3 = layout.shape[:3]
 
     def non_tof(name: str, a: np.ndarray | None) -> np.ndarray | None:
@@ -320,11 +325,16 @@ def estimate_scatter(activity: Volume, mu_map: Volume, layout: SinogramLayout, p
     if att is None:
         att = attenuation_factors_from_mu(mu_map, layout, placement)
     mask = tail_mask(att, tail_threshold, margin_bins) & layout.transaxial_present()[:, None, :]
-    sss = single_scatter_simulation(activity, mu_map, layout, placement, window, options)
+    tof_sss = layout.tof and tof_mode == "sss"
+    sss_full = single_scatter_simulation(activity, mu_map, layout, placement, window, options, tof=tof_sss)
+    sss = sss_full.sum(axis=-1) if tof_sss else sss_full
     scale, offset = fit_tail_scale(sss, y, mask, bg, method=method, fit_offset=fit_offset)
-    scaled = scale * sss + offset * (sss > 0)
     logger.info("scatter: tail scale %.4g, offset %.4g over %d tail LORs", scale, offset, int(mask.sum()))
-    out = scaled.astype(np.float32)
-    if layout.tof:
-        out = np.ascontiguousarray(np.repeat(out[..., None] / np.float32(layout.n_tof), layout.n_tof, axis=-1))
+    if tof_sss:
+        out = scale * sss_full + (offset / layout.n_tof) * (sss > 0)[..., None]
+    else:
+        out = scale * sss + offset * (sss > 0)
+        if layout.tof:
+            out = np.repeat(out[..., None] / layout.n_tof, layout.n_tof, axis=-1)
+    out = np.ascontiguousarray(out, np.float32)
     return ScatterEstimate(sinogram=out, unscaled=sss, scale=float(scale), offset=float(offset), tail_mask=mask)
