@@ -7,11 +7,12 @@ expected trues, ``y = N A G x`` (:mod:`recon.pet`), so ``n_b`` is the LOR's rela
 
 Component model (used by the simulator and the component estimate)::
 
-    n_b = g_r * sum_{(i, j) in b} eps_i * eps_j
+    n_b = g_r * mean_{(i, j) in b} eps_i * eps_j
 
 crystal efficiencies ``eps_i`` (per detector id ``ring * crystals_per_ring + crystal``) and a
 radial geometric profile ``g_r`` (crystal interference / solid angle, the same in every view
-and plane), summed over the ring pairs merged into a plane (span > 1).
+and plane), averaged over the ring pairs merged into a plane (span > 1): the projector already
+counts the merged ring pairs (its plane weights), so a factor is an efficiency, about 1.
 
 Uniform-cylinder scan. A cylinder of radius ``R`` (mm), axis on the scanner axis (optionally
 shifted transaxially), longer than the axial FOV, uniform activity and linear attenuation
@@ -67,7 +68,7 @@ def check_normalisation(layout: SinogramLayout, factors: np.ndarray) -> np.ndarr
 
 def component_normalisation(layout: SinogramLayout, crystal_efficiencies: np.ndarray,
                             radial_profile: np.ndarray | None = None) -> np.ndarray:
-    """``n_b = g_r * sum_{(i,j) in b} eps_i eps_j`` (float32, non-TOF shape); ``g_r = 1`` when None."""
+    """``n_b = g_r * mean_{(i,j) in b} eps_i eps_j`` (float32, non-TOF shape); ``g_r = 1`` when None."""
     eps = np.asarray(crystal_efficiencies, np.float64).ravel()
     if eps.shape[0] != layout.scanner.n_crystals or not np.isfinite(eps).all() or (eps < 0).any():
         raise ValueError(f"crystal efficiencies must be {layout.scanner.n_crystals} finite values >= 0 "
@@ -76,7 +77,12 @@ def component_normalisation(layout: SinogramLayout, crystal_efficiencies: np.nda
     g = np.ones(layout.n_radial) if radial_profile is None else np.asarray(radial_profile, np.float64)
     if g.shape != (layout.n_radial,) or not np.isfinite(g).all() or (g <= 0).any():
         raise ValueError(f"radial profile must be {layout.n_radial} positive finite values, got shape {g.shape}")
-    return (pair_model(layout, eps) * g[None, None, :]).astype(np.float32)
+    return (pair_model(layout, eps) / _plane_weights(layout) * g[None, None, :]).astype(np.float32)
+
+
+def _plane_weights(layout: SinogramLayout) -> np.ndarray:
+    """(1, n_planes, 1): ring pairs merged into each plane."""
+    return np.asarray(layout.plane_weights(), np.float64)[None, :, None]
 
 
 def cylinder_chord_lengths_mm(layout: SinogramLayout, radius_mm: float, centre_xy_mm: tuple[float, float] = (0.0, 0.0),
@@ -136,7 +142,7 @@ def simulate_cylinder_scan(layout: SinogramLayout, crystal_efficiencies: np.ndar
     ``n_b L_b exp(-mu L_b)`` (module docstring), scaled to ``total_counts`` expected in all."""
     if not isinstance(rng, np.random.Generator):
         raise ValueError("rng must be a numpy.random.Generator")
-    n = component_normalisation(layout, crystal_efficiencies, radial_profile).astype(np.float64)
+    n = component_normalisation(layout, crystal_efficiencies, radial_profile).astype(np.float64) * _plane_weights(layout)
     mean = n * _cylinder_expectation(layout, radius_mm, mu_per_mm, centre_xy_mm)
     if mean.sum() <= 0:
         raise ValueError("the cylinder is crossed by no LOR of the layout")
@@ -200,6 +206,7 @@ def normalisation_from_cylinder(layout: SinogramLayout, counts: np.ndarray, radi
         # put the direct ratios on the component estimate's scale
         scale = float((n[ok] * expect[ok]).sum() / max(y[ok].sum(), 1e-300))
         n = np.where(ok, direct * scale, n)
+    n = n / _plane_weights(layout)  # an efficiency per merged plane (the projector counts its ring pairs)
     s = _mean_one(layout, n)
     return NormalisationEstimate(factors=(n / s).astype(np.float32), crystal_efficiencies=eps,
                                  radial_profile=g / s, method=method)

@@ -16,7 +16,7 @@ Expected trues in bin i over the frame ``T`` (activity referred to the frame sta
 with ``kappa`` the system sensitivity constant (counts per (Bq/mL * mm * s)), ``p_beta`` the positron
 fraction, ``D(T) = (1 - exp(-lambda T)) / (lambda T)`` the decay during the frame and ``n_i`` the
 normalisation (crystal efficiencies). Randoms follow 2 tau S_a S_b from crystal singles; scatter is an
-additive component supplied by the caller (e.g. single-scatter simulation) or a smooth default.
+additive component supplied by the caller or, by default, the single scatter simulation of the phantom.
 Prompts and delayed coincidences are Poisson draws; list-mode events are drawn from the prompts.
 """
 from __future__ import annotations
@@ -32,7 +32,9 @@ from recon.data.grid import ImageGrid, Volume
 from recon.data.pet import ListModeEvents, PETSinogram, ScannerPlacement
 from recon.data.pet_sinogram import SinogramLayout
 from recon.phantoms.phantom import Phantom
+from recon.pet.normalisation import component_normalisation
 from recon.pet.projector import tof_kernel_of
+from recon.pet.randoms import randoms_from_singles, spread_over_tof
 from recon.pet.resolution import GaussianPSF
 
 logger = logging.getLogger(__name__)
@@ -160,41 +162,6 @@ def expected_trues(phantom: Phantom, layout: SinogramLayout, placement: ScannerP
     return (total * scale).astype(np.float32)
 
 
-def crystal_normalisation(layout: SinogramLayout, efficiency: np.ndarray) -> np.ndarray:
-    """n_i = mean over the plane's ring pairs of eps_a * eps_b (non-TOF layout shape); 0 for gap LORs."""
-    sc = layout.scanner
-    first, second = layout.crystal_pairs()
-    lut = layout.ring_pair_plane()
-    norm = np.zeros(layout.shape[:3], np.float64)
-    for ra, rb in zip(*np.nonzero(lut >= 0)):
-        p = lut[ra, rb]
-        norm[:, p, :] += efficiency[ra][first] * efficiency[rb][second]
-    norm /= layout.plane_weights()[None, :, None]
-    norm *= layout.transaxial_present()[:, None, :]
-    return norm.astype(np.float32)
-
-
-def randoms_from_singles(layout: SinogramLayout, singles_cps: np.ndarray, coincidence_window_s: float,
-                         duration_s: float) -> np.ndarray:
-    """Expected randoms per bin (non-TOF shape): sum over the plane's ring pairs of 2 tau S_a S_b T,
-    with 2 tau the coincidence window width (s)."""
-    first, second = layout.crystal_pairs()
-    lut = layout.ring_pair_plane()
-    out = np.zeros(layout.shape[:3], np.float64)
-    for ra, rb in zip(*np.nonzero(lut >= 0)):
-        out[:, lut[ra, rb], :] += singles_cps[ra][first] * singles_cps[rb][second]
-    out *= coincidence_window_s * duration_s
-    out *= layout.transaxial_present()[:, None, :]
-    return out.astype(np.float32)
-
-
-def _spread_tof(layout: SinogramLayout, nontof: np.ndarray) -> np.ndarray:
-    """A non-TOF component spread evenly over the TOF bins (randoms; the default scatter)."""
-    if not layout.tof:
-        return nontof
-    return np.repeat(nontof[..., None] / layout.n_tof, layout.n_tof, axis=-1).astype(np.float32)
-
-
 def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGrid, layout: SinogramLayout,
                  placement: ScannerPlacement, protocol: PETSimulationProtocol, rng: np.random.Generator, *,
                  scatter_shape: np.ndarray | None = None) -> PETSimulation:
@@ -203,7 +170,7 @@ def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGri
 
     ``scatter_shape`` (non-TOF layout shape) gives the scatter's distribution over bins; it is scaled
     so that scatter / (trues + scatter) = ``protocol.scatter_fraction``. By default the shape is the
-    trues of a heavily blurred copy of the activity (a smooth, body-wide distribution).
+    single scatter simulation of the phantom rasterised on ``grid`` (times the normalisation).
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator")
@@ -214,21 +181,18 @@ def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGri
     sc = layout.scanner
     eff = np.clip(1.0 + protocol.crystal_efficiency_sd * rng.standard_normal((sc.n_rings, sc.crystals_per_ring)), 0.5, 1.5)
     eff[:, ~sc.crystal_present()] = 0.0
-    norm = crystal_normalisation(layout, eff)
+    norm = component_normalisation(layout, eff.ravel())
     raw = expected_trues(phantom, layout, placement, protocol)
     trues = raw * (norm[..., None] if layout.tof else norm)
     nontof_trues = trues.sum(axis=-1) if layout.tof else trues
-    if scatter_shape is None:
-        from recon.pet.resolution import GaussianPSF as _Blur  # same class, a wide blur
-        wide = Volume(np.asarray(_Blur(phantom.grid, 80.0).apply(np.ascontiguousarray(phantom.activity.data)), np.float32),
-                      phantom.grid, phantom.activity.unit)
-        smooth = Phantom(wide, phantom.mu_map, phantom.regions, phantom.concentration_bq_ml, phantom.volume_ml,
-                         phantom.energy_kev)
-        shape_protocol = PETSimulationProtocol(protocol.frame_duration_s, protocol.kappa, protocol.positron_fraction,
-                                               protocol.half_life_s, fine_factor=1, rays_per_side=1,
-                                               resolution_fwhm_mm=0.0, noise=False)
-        nontof_layout = SinogramLayout(layout.scanner, layout.n_radial, layout.span, layout.max_ring_difference)
-        scatter_shape = expected_trues(smooth, nontof_layout, placement, shape_protocol) * norm
+    nontof_layout = SinogramLayout(layout.scanner, layout.n_radial, layout.span, layout.max_ring_difference)
+    if scatter_shape is None and protocol.scatter_fraction > 0:
+        from recon.pet.scatter import single_scatter_simulation  # noqa: PLC0415
+
+        coarse = phantom_factory(grid)
+        scatter_shape = single_scatter_simulation(coarse.activity, coarse.mu_map, nontof_layout, placement) * norm
+    elif scatter_shape is None:
+        scatter_shape = np.zeros(layout.shape[:3])
     scatter_shape = np.asarray(scatter_shape, np.float64)
     if tuple(scatter_shape.shape) != layout.shape[:3]:
         raise ValueError(f"scatter_shape has shape {scatter_shape.shape}; expected {layout.shape[:3]}")
@@ -236,14 +200,14 @@ def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGri
     target = sf / (1.0 - sf) * float(nontof_trues.sum())
     scatter_nt = (scatter_shape * (target / max(float(scatter_shape.sum()), 1e-30))).astype(np.float32)
     singles = eff * 1.0
-    randoms_nt = randoms_from_singles(layout, singles, sc.coincidence_window_ns * 1e-9, protocol.frame_duration_s)
+    randoms_nt = np.asarray(randoms_from_singles(nontof_layout, singles, protocol.frame_duration_s), np.float64)
     rf = protocol.randoms_fraction
     want = rf / (1.0 - rf) * float(nontof_trues.sum() + scatter_nt.sum())
     r_scale = want / max(float(randoms_nt.sum()), 1e-30)
     randoms_nt = (randoms_nt * r_scale).astype(np.float32)
     singles_cps = singles * np.sqrt(r_scale)
-    scatter = _spread_tof(layout, scatter_nt)
-    randoms = _spread_tof(layout, randoms_nt)
+    scatter = np.asarray(spread_over_tof(layout, scatter_nt), np.float32)
+    randoms = np.asarray(spread_over_tof(layout, randoms_nt.astype(np.float32)), np.float32)
     mean = trues + scatter + randoms
     if protocol.noise:
         prompts = rng.poisson(mean).astype(np.float32)
