@@ -102,3 +102,18 @@ def test_stitching_refuses_mismatched_beds() -> None:
 def test_a_bed_given_twice_is_refused(beds: dict[str, Path], tmp_path: Path) -> None:
     assert recon_main(["spect", str(beds["a"]), str(beds["a"]), "-o", str(tmp_path / "x.h5"), *OPTS]) == 2
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_axial_sensitivity_ignores_rows_with_stray_counts(beds: dict[str, Path]) -> None:
+    from recon.io.dicom import read_nm
+    from recon.spect.multibed import active_rows
+
+    acq = read_nm(beds["a"])
+    counts = {}
+    for name, c in acq.counts.items():
+        c = np.array(c)
+        c[:, :3] = 0.0  # rows 0-2 outside the useful field of view: a stray count here and there
+        c[::7, :3, 5] = 1.0
+        counts[name] = c
+    profile = active_rows(replace(acq, counts=counts))
+    assert profile[:3].tolist() == [0.0, 0.0, 0.0] and (profile[3:] == 1.0).all()

@@ -10,10 +10,11 @@ z onto it. A stitched slice is the weighted mean
 
 with w_b(z) = a_b(z) t_b(z):
 
-* a_b(z), the bed's axial sensitivity: 1 on detector rows that recorded counts
-  in any energy window and view, 0 on rows that recorded none (outside the
-  detector's useful field of view: the GE 670's 128 rows hold counts on 90-93)
-  and outside the bed; interpolated linearly along z;
+* a_b(z), the bed's axial sensitivity: 1 on detector rows where the share of
+  pixels with counts (all windows and views) is at least half the highest
+  row's, 0 on the others (outside the detector's useful field of view: the GE
+  670's 128 rows hold counts on 92 of them, the rest only stray counts) and
+  outside the bed; interpolated linearly along z;
 * t_b(z), a linear taper over each overlap of the active ranges of two beds:
   across the overlap [lo, hi] (slice centres) the upper bed's weight rises as
   (z - lo + dz/2) / (hi - lo + dz) and the lower bed's is 1 minus that, so the
@@ -40,13 +41,18 @@ logger = logging.getLogger(__name__)
 __all__ = ["active_rows", "bed_weights", "overlap_agreement", "stitch_beds", "stitched_grid"]
 
 
-def active_rows(acq: SPECTAcquisition) -> np.ndarray:
-    """(n_rows,) float: 1 on projection rows (= volume slices, +z order) that recorded counts in any window
-    and view, else 0: the bed's axial sensitivity profile."""
-    total = np.zeros(acq.geometry.n_rows, dtype=np.float64)
+def active_rows(acq: SPECTAcquisition, fraction: float = 0.5) -> np.ndarray:
+    """(n_rows,) float: the bed's axial sensitivity profile on its projection rows (= volume slices, +z
+    order): 1 on rows where the share of (view, column) pixels with counts, all windows summed, is at least
+    ``fraction`` of the highest row's share, else 0. Rows outside the detector's useful field of view hold
+    only stray counts (the GE 670: about 1 % of their pixels, against 60-87 % inside)."""
+    total = np.zeros(acq.counts[acq.windows[0].name].shape, dtype=np.float64)
     for w in acq.windows:
-        total += np.asarray(acq.counts[w.name], dtype=np.float64).sum(axis=(0, 2))
-    return (total > 0).astype(np.float64)
+        total += np.asarray(acq.counts[w.name], dtype=np.float64)
+    share = (total > 0).mean(axis=(0, 2))
+    if share.max() <= 0:
+        return np.zeros_like(share)
+    return (share >= fraction * share.max()).astype(np.float64)
 
 
 def stitched_grid(grids: Sequence[ImageGrid]) -> ImageGrid:
