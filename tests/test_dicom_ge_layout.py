@@ -66,3 +66,20 @@ def test_ge_layout_point_source_lands_at_its_patient_position(tmp_path: Path) ->
     truth = CENTRE + OFFSET
     assert np.all(np.abs(peak - truth) <= voxel), (peak, truth)
     assert np.all(np.abs(centroid - truth) <= 0.5 * voxel), (centroid, truth)
+
+
+def test_a_ct_away_from_the_emission_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from recon.data.grid import Volume
+    from recon.spect.plausibility import check_mu_covers_emission
+
+    acq = read_nm(ge_layout_file(tmp_path / "ge.dcm", "FF"), photopeak="Lu177_EM")
+    grid = acq.image_grid
+    mu = np.zeros(grid.shape, np.float32)
+    mu[:2] = 0.0134  # tissue on two slices only
+    with caplog.at_level(logging.WARNING):
+        share = check_mu_covers_emission(acq, Volume(mu, grid, "1/mm").data)
+    assert share < 0.5 and "holds tissue on only" in caplog.text
+    mu[:] = 0.0134
+    assert check_mu_covers_emission(acq, mu) == 1.0

@@ -147,6 +147,9 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None, *, photo
                            "reference: the mu-map is placed by patient coordinates as if they were one; register "
                            "them first if the patient moved between scans", ct.frame_of_reference_uid, nm_frame)
         mu = ct_to_mu_map(ct, acq.image_grid, acq.photon_energy_kev)
+        from recon.spect.plausibility import check_mu_covers_emission  # noqa: PLC0415
+
+        check_mu_covers_emission(acq, mu.data)
     return acq, mu
 
 
