@@ -74,9 +74,11 @@ def test_beds_agree_in_the_overlap(beds: dict[str, Path]) -> None:
     wb, ra, rb = (read_volume(beds[k]) for k in ("wb", "ra", "rb"))
     target = stitched_grid([ra.grid, rb.grid])
     profile = np.ones(24)
-    w = bed_weights([ra.grid, rb.grid], [profile, profile], target)
+    full = bed_weights([ra.grid, rb.grid], [profile, profile], target, edge_slices=0)
+    assert ((full[0] > 0) & (full[1] > 0)).sum() == 8  # the whole overlap
+    w = bed_weights([ra.grid, rb.grid], [profile, profile], target)  # less 2 end slices of each bed here
     both = (w[0] > 0) & (w[1] > 0)
-    assert both.sum() == 8
+    assert both.sum() == 4 and (w[0][:18] == 1).all() and (w[1][22:] == 1).all()
     np.testing.assert_allclose(w[:, both].sum(axis=0), 1.0, atol=1e-12)
     assert (np.diff(w[0, both]) < 0).all() and (np.diff(w[1, both]) > 0).all()  # linear taper
     inner = Volume(ra.data[18:22], replace(ra.grid, shape=(4, N, N), origin_mm=(*ra.grid.origin_mm[:2], 18 * D)))

@@ -166,9 +166,19 @@ def main(argv: list[str] | None = None) -> int:
             }
         grids = [vols["bed1"].grid, vols["bed2"].grid]
         target = stitched_grid(grids)
-        w = bed_weights(grids, [active_rows(acqs["bed1"]), active_rows(acqs["bed2"])], target)
+        profiles = [active_rows(acqs["bed1"]), active_rows(acqs["bed2"])]
+        out["active_rows"] = {n: [int(np.nonzero(p)[0][0]), int(np.nonzero(p)[0][-1])]
+                              for n, p in zip(("bed1", "bed2"), profiles)}
+        w = bed_weights(grids, profiles, target)
         agree = overlap_agreement(vols["bed1"], vols["bed2"], w[0], w[1], target)
         out["overlap"] = {k: round(float(x), 4) for k, x in agree.items()}
+        w0 = bed_weights(grids, profiles, target, edge_slices=0)
+        agree0 = overlap_agreement(vols["bed1"], vols["bed2"], w0[0], w0[1], target)
+        out["overlap_with_end_slices"] = {k: round(float(x), 4) for k, x in agree0.items()}
+        flipped = replace(vols["bed2"], data=np.ascontiguousarray(vols["bed2"].data[::-1]))
+        agree_f = overlap_agreement(vols["bed1"], flipped, w[0], w[1], target)
+        out["overlap_if_bed2_were_upside_down"] = {k: round(float(agree_f[k]), 4)
+                                                  for k in ("correlation_smoothed", "mean_ratio_smoothed")}
         out["stitched_shape_zyx"] = list(vols["stitched"].grid.shape)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_name(args.out.name + ".partial")

@@ -15,7 +15,11 @@ with w_b(z) = a_b(z) t_b(z):
   row's, 0 on the others (outside the detector's useful field of view: the GE
   670's 128 rows hold counts on 92 of them, the rest only stray counts) and
   outside the bed; interpolated linearly along z;
-* t_b(z), a linear taper over each overlap of the active ranges of two beds:
+* t_b(z), a linear taper over each overlap of the active ranges of two beds,
+  less ``EDGE_SLICES`` (3) end slices of each bed on that side (fewer when the
+  overlap is short: at least a third of it remains), whose values carry the
+  axial truncation of the collimator response and of the scatter (measured on
+  the GE study: the end slices of a bed are 0 or overshoot up to 2x):
   across the overlap [lo, hi] (slice centres) the upper bed's weight rises as
   (z - lo + dz/2) / (hi - lo + dz) and the lower bed's is 1 minus that, so the
   weights of the two beds add to one and neither is exactly zero inside the
@@ -37,6 +41,8 @@ from recon.data.grid import ImageGrid, Volume
 from recon.data.spect import SPECTAcquisition
 
 logger = logging.getLogger(__name__)
+
+EDGE_SLICES = 3  # end slices of a bed next to another bed left out: about the collimator response's width
 
 __all__ = ["active_rows", "bed_weights", "overlap_agreement", "stitch_beds", "stitched_grid"]
 
@@ -94,8 +100,10 @@ def _active_range(profile: np.ndarray, z: np.ndarray) -> tuple[float, float] | N
     return (float(z[on[0]]), float(z[on[-1]])) if on.size else None
 
 
-def bed_weights(grids: Sequence[ImageGrid], profiles: Sequence[np.ndarray], target: ImageGrid) -> np.ndarray:
-    """(n_beds, nz) stitching weights on ``target``'s slices: axial sensitivity x linear overlap taper."""
+def bed_weights(grids: Sequence[ImageGrid], profiles: Sequence[np.ndarray], target: ImageGrid,
+                edge_slices: int = EDGE_SLICES) -> np.ndarray:
+    """(n_beds, nz) stitching weights on ``target``'s slices: axial sensitivity x linear overlap taper; on the
+    side facing another bed, ``edge_slices`` end slices get no weight (fewer when the overlap is short)."""
     z = target.axis_mm("z")
     dz = target.spacing_mm[0]
     a = np.stack([_interp_along_z(np.asarray(p, dtype=np.float64), g, z) for g, p in zip(grids, profiles)])
@@ -108,6 +116,8 @@ def bed_weights(grids: Sequence[ImageGrid], profiles: Sequence[np.ndarray], targ
             lo, hi = max(rb[0], rc[0]), min(rb[1], rc[1])
             if hi < lo:
                 continue
+            e = dz * min(edge_slices, max(0, int((hi - lo) / dz) // 2 - 1))
+            lo, hi = lo + e, hi - e  # the bed-facing end slices of both beds carry axial-truncation errors
             up = (np.clip(z, lo - dz / 2, hi + dz / 2) - lo + dz / 2) / (hi - lo + dz)
             b_is_upper = (rb[0] + rb[1]) > (rc[0] + rc[1]) or ((rb[0] + rb[1]) == (rc[0] + rc[1]) and b > c)
             w[b] *= up if b_is_upper else 1.0 - up
@@ -143,17 +153,35 @@ def stitch_beds(volumes: Sequence[Volume], profiles: Sequence[np.ndarray]) -> tu
                    frame_of_reference_uid=volumes[0].frame_of_reference_uid), w)
 
 
-def overlap_agreement(a: Volume, b: Volume, wa: np.ndarray, wb: np.ndarray,
-                      target: ImageGrid, min_fraction: float = 0.1) -> dict[str, float]:
-    """Agreement of two beds where both have weight (on ``target``'s slices): Pearson correlation and the
-    ratio of means over voxels above ``min_fraction`` of the overlap's maximum, and the overlap's slices."""
+def _smooth(v: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian smoothing (sigma in voxels), edges reflected."""
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    for axis in range(v.ndim):
+        pad = [(0, 0)] * v.ndim
+        pad[axis] = (r, r)
+        padded = np.pad(v, pad, mode="reflect")
+        v = sum(k[i] * np.take(padded, np.arange(i, i + v.shape[axis]), axis=axis) for i in range(k.size))
+    return v
+
+
+def overlap_agreement(a: Volume, b: Volume, wa: np.ndarray, wb: np.ndarray, target: ImageGrid,
+                      min_fraction: float = 0.1, smooth_voxels: float = 1.5) -> dict[str, float]:
+    """Agreement of two beds where both have weight on ``target``'s slices: Pearson correlation and ratio of
+    means over voxels above ``min_fraction`` of the overlap's maximum, voxel by voxel and after Gaussian
+    smoothing of each bed (sigma ``smooth_voxels``: independent noise removed), and the overlap's extent."""
     z = target.axis_mm("z")
     both = (wa > 0) & (wb > 0)
+    out = {"n_slices": float(both.sum()), "overlap_mm": float(both.sum() * target.spacing_mm[0])}
     if not both.any():
-        return {"n_slices": 0.0, "correlation": float("nan"), "mean_ratio": float("nan")}
-    va = _interp_along_z(np.asarray(a.to_host().data, np.float64), a.grid, z)[both]
-    vb = _interp_along_z(np.asarray(b.to_host().data, np.float64), b.grid, z)[both]
-    mask = np.maximum(va, vb) > min_fraction * max(va.max(), vb.max())
-    return {"n_slices": float(both.sum()), "overlap_mm": float(both.sum() * target.spacing_mm[0]),
-            "correlation": float(np.corrcoef(va[mask], vb[mask])[0, 1]),
-            "mean_ratio": float(va[mask].mean() / vb[mask].mean()), "n_voxels": float(mask.sum())}
+        return {**out, "correlation": float("nan"), "mean_ratio": float("nan")}
+    da, db = (np.asarray(v.to_host().data, np.float64) for v in (a, b))
+    for tag, (xa, xb) in (("", (da, db)), ("_smoothed", (_smooth(da, smooth_voxels), _smooth(db, smooth_voxels)))):
+        va = _interp_along_z(xa, a.grid, z)[both]
+        vb = _interp_along_z(xb, b.grid, z)[both]
+        mask = np.maximum(va, vb) > min_fraction * max(va.max(), vb.max())
+        out[f"correlation{tag}"] = float(np.corrcoef(va[mask], vb[mask])[0, 1])
+        out[f"mean_ratio{tag}"] = float(va[mask].mean() / vb[mask].mean())
+        out[f"n_voxels{tag}"] = float(mask.sum())
+    return out
