@@ -118,7 +118,8 @@ def bed_weights(grids: Sequence[ImageGrid], profiles: Sequence[np.ndarray], targ
                 continue
             e = dz * min(edge_slices, max(0, int((hi - lo) / dz) // 2 - 1))
             lo, hi = lo + e, hi - e  # the bed-facing end slices of both beds carry axial-truncation errors
-            up = (np.clip(z, lo - dz / 2, hi + dz / 2) - lo + dz / 2) / (hi - lo + dz)
+            up = np.clip((z - lo + dz / 2) / (hi - lo + dz), 0.0, 1.0)
+            up[up < 1e-9], up[up > 1.0 - 1e-9] = 0.0, 1.0  # exact 0 and 1 outside the overlap
             b_is_upper = (rb[0] + rb[1]) > (rc[0] + rc[1]) or ((rb[0] + rb[1]) == (rc[0] + rc[1]) and b > c)
             w[b] *= up if b_is_upper else 1.0 - up
     return w
