@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - bad input ends in one line; anything else is a bug and propagates
         if not _is_bad_input(exc):
             raise
-        log = logging.getLogger("recon")
         if args.verbose:
-            log.debug("traceback of the error below (recon %s)", args.command, exc_info=exc)
-        log.error("%s", error_message(exc))  # one line, exit status 2; -v shows the traceback above
+            logging.getLogger("recon").debug("traceback of the error below (recon %s)", args.command, exc_info=exc)
+        # one line, the same form for every command (recon.commands.report_error); -v shows the traceback above
+        print(f"recon {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 2
 
 

@@ -71,9 +71,9 @@ def test_mu_map_in_wrong_units():
 
 
 def test_orbit_radius_inside_body_outline():
-    geo = _geo(radius=[200.0, 200.0, 25.0, 200.0])
+    geo = _geo(radius=[200.0, 200.0, 15.0, 200.0])
     body = supersampled_cylinder((6, 16, 16), (6.0,) * 3, 30.0, 1e3, n_sub=2) * 0.0154
-    with pytest.raises(ValueError, match=r"orbit radius 25.0 mm at view 2 .* inside the body outline"):
+    with pytest.raises(ValueError, match=r"orbit radius 15.0 mm at view 2 .* inside the body outline"):
         SPECTSystemModel(geo, get_collimator("SY-LEHR"), 140.5, Volume(body, geo.image_grid(), "1/mm"))
 
 

@@ -58,6 +58,8 @@ SPECT = [
     _c("spect-output-exists", _with(_touch("o.h5"), _spect()), r"o\.h5 exists; refusing to overwrite"),
     _c("spect-output-is-input", lambda b, d: ["spect", str(_copy(b, "study", d)), "-o", str(d / "study.h5"),
                                               "--overwrite", *RECON], r"equals the input path"),
+    _c("spect-bed-twice", lambda b, d: ["spect", str(_copy(b, "study", d)), str(d / "study.h5"), "-o",
+                                        str(d / "o.h5"), *RECON], r"the same bed is given twice"),
     _c("spect-output-dir-missing", _spect("-o", "{d}/no/o.h5"), r"output directory .*no does not exist"),
     _c("spect-output-is-directory", _with(_dirs("out.h5"), _spect("-o", "{d}/out.h5")),
        r"out\.h5 is a directory; give an output file name"),

@@ -189,7 +189,7 @@ def test_sequential_fallback_without_dask(studies, dask_batch, tmp_path: Path, m
     assert not _summary(tmp_path / "suv")["q0"]["reused"] and redone["lesions"]["method"] == "SUV >= 1.5"
 
 
-def test_bad_manifest_is_refused_before_any_compute(studies, tmp_path: Path, caplog) -> None:
+def test_bad_manifest_is_refused_before_any_compute(studies, tmp_path: Path, capsys) -> None:
     manifest, _ = studies
     good = str(manifest.parent / "s0.h5")
     bad = _write_manifest(tmp_path / "bad.csv", [
@@ -211,9 +211,9 @@ def test_bad_manifest_is_refused_before_any_compute(studies, tmp_path: Path, cap
         assert any(p.startswith(line) for p in problems), (line, problems)
     assert len(problems) == len(expected)
     out = tmp_path / "out"
-    with caplog.at_level(logging.ERROR):
-        assert recon_main(["-q", "batch", str(bad), "-o", str(out)]) == 2
-    assert "row 5, column iterations" in caplog.text and not out.exists()
+    assert recon_main(["-q", "batch", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recon batch: error: ") and "row 5, column iterations" in err and not out.exists()
     header = tmp_path / "header.csv"
     header.write_text("id,input,colour\nx,s0.h5,red\n")
     with pytest.raises(ManifestError, match="row 1, column colour: unknown column"):
@@ -238,17 +238,16 @@ def test_cluster_sizing_fills_the_cores() -> None:
         ClusterOptions(workers=-1)
 
 
-def test_gpus_without_a_gpu_is_a_one_line_usage_error(studies, tmp_path: Path, monkeypatch, caplog) -> None:
+def test_gpus_without_a_gpu_is_a_one_line_usage_error(studies, tmp_path: Path, monkeypatch, capsys) -> None:
     import recon.backend
 
     manifest, _ = studies
     monkeypatch.setattr(batch_runner, "dask_available", lambda: True)
     monkeypatch.setattr(recon.backend, "visible_gpus", lambda: [])
     out = tmp_path / "out"
-    with caplog.at_level(logging.ERROR):
-        assert recon_main(["-q", "batch", str(manifest), "-o", str(out), "--gpus"]) == 2
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "\n" not in errors[0] and errors[0].startswith("--gpus: no CUDA GPU"), errors
+    assert recon_main(["-q", "batch", str(manifest), "-o", str(out), "--gpus"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("recon batch: error: --gpus: no CUDA GPU"), errors
     assert not out.exists()
 
 

@@ -145,7 +145,9 @@ def test_fov_not_covered_along_z(tmp_path: Path) -> None:
     ct_to_mu_map(ct, inside, 140.5)
     too_long = ImageGrid((10, 4, 4), (4.0, 4.0, 4.0), (-6.0, -6.0, 2.0))
     with pytest.raises(ValueError, match=r"does not cover the emission field of view along z"):
-        ct_to_mu_map(ct, too_long, 140.5)
+        ct_to_mu_map(ct, too_long, 140.5, outside_z="error")
+    padded = ct_to_mu_map(ct, too_long, 140.5)  # a CT shorter than the emission grid: air beyond it
+    assert (padded.data[:7] > 0).all() and (padded.data[7:] == 0).all()
 
 
 def test_fov_outside_xy_is_air_or_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -223,7 +223,7 @@ def test_suv_from_the_input_equals_the_dicom_round_trip(tmp_path: Path, referenc
     assert np.all(np.abs(suv_dicom.volume.data - direct.data) <= direct.data.max() / 65535.0 * 0.5 * (1 + 1e-6))
 
 
-def test_injection_after_the_scan_is_refused_before_compute(tmp_path: Path, caplog) -> None:
+def test_injection_after_the_scan_is_refused_before_compute(tmp_path: Path, capsys) -> None:
     nm = _hand_built_nm(tmp_path / "nm.dcm", attenuate=False)
     from pydicom import dcmread
 
@@ -234,7 +234,7 @@ def test_injection_after_the_scan_is_refused_before_compute(tmp_path: Path, capl
     out = tmp_path / "r.h5"
     assert recon_main(["-q", "spect", str(nm), "-o", str(out), "--no-attenuation", *RECON,
                        "--calibration", "91"]) == 2
-    assert "after the decay reference time" in caplog.text
+    assert "after the decay reference time" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [nm]
 
 

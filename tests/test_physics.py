@@ -100,11 +100,16 @@ def test_mu_map_carries_frame_of_reference_and_cube_lands_at_its_position():
     assert total * 64.0 / linear_mu_per_mm("water", 140.5) == pytest.approx(8000.0, rel=0.05)
 
 
-def test_coverage_z_is_an_error_xy_is_air(caplog):
+def test_coverage_short_ct_is_air_xy_is_air(caplog):
     src = ImageGrid((10, 10, 10), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
     ct = _ct(np.zeros(src.shape), src)
+    long_grid = ImageGrid((12, 4, 4), (2.0, 2.0, 2.0), (4.0, 4.0, 0.0))  # z 0..22 mm; CT z -1..19 mm
     with pytest.raises(CTCoverageError, match="along z"):
-        ct_to_mu_map(ct, ImageGrid((12, 4, 4), (2.0, 2.0, 2.0), (4.0, 4.0, 0.0)), 140.5)
+        ct_to_mu_map(ct, long_grid, 140.5, outside_z="error")
+    with caplog.at_level(logging.WARNING):
+        padded = ct_to_mu_map(ct, long_grid, 140.5)
+    assert "2 of 12 emission slices" in caplog.text and "set to air" in caplog.text
+    assert (padded.data[:10] > 0).all() and (padded.data[10:] == 0).all()
     wide = ImageGrid((4, 4, 8), (2.0, 2.0, 4.0), (-8.0, 4.0, 0.0))  # x from -8 to 20 mm; CT -1 to 19 mm
     with caplog.at_level(logging.WARNING):
         mu = ct_to_mu_map(ct, wide, 140.5)

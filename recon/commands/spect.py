@@ -2,6 +2,8 @@
 
 INPUT is our HDF5 projections file (with its mu-map) or a DICOM NM multi-frame
 file (Siemens/GE layouts; ``--ct DIR`` gives the CT series for attenuation).
+Several inputs are the beds of one study: each is reconstructed on its own grid
+and the beds are stitched in patient space (``docs/multibed.md``).
 ``--calibration S`` (system sensitivity, cps/MBq) converts the result to Bq/mL,
 decay-corrected over the acquisition and, with ``--reference-time``, to that time.
 When the input also gives the patient's weight and the injected activity and
@@ -67,7 +69,9 @@ def options_from_args(args: argparse.Namespace) -> SPECTReconOptions:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spect", help="reconstruct SPECT projections", description=__doc__,
                        parents=[common_options()], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="projections: recon HDF5 (.h5) or DICOM NM file")
+    p.add_argument("input", type=Path, nargs="+",
+                   help="projections: recon HDF5 (.h5) or DICOM NM file; several files are the beds of one "
+                        "study, reconstructed one by one and stitched in patient space (docs/multibed.md)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output volume (.h5)")
     p.add_argument("--ct", type=Path, help="CT series directory for the mu-map (DICOM input)")
     p.add_argument("--collimator", help="collimator preset, overriding the file's (e.g. SY-LEHR)")
@@ -143,6 +147,9 @@ def load_input(path: Path, ct_dir: Path | None, collimator: str | None, *, photo
                            "reference: the mu-map is placed by patient coordinates as if they were one; register "
                            "them first if the patient moved between scans", ct.frame_of_reference_uid, nm_frame)
         mu = ct_to_mu_map(ct, acq.image_grid, acq.photon_energy_kev)
+        from recon.spect.plausibility import check_mu_covers_emission  # noqa: PLC0415
+
+        check_mu_covers_emission(acq, mu.data)
     return acq, mu
 
 
@@ -153,11 +160,16 @@ def suv_output_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_suvbw{output.suffix or '.h5'}")
 
 
+def input_paths(args: argparse.Namespace) -> list[Path]:
+    """The input file(s): one study, or the beds of one study."""
+    return list(args.input) if isinstance(args.input, (list, tuple)) else [args.input]
+
+
 def check_outputs(args: argparse.Namespace, paths: list[Path]) -> None:
     """Refuse, before any compute, outputs that would overwrite the input or an existing file, or whose
     directory does not exist."""
     for path in paths:
-        if path.resolve() == args.input.resolve():
+        if any(path.resolve() == p.resolve() for p in input_paths(args)):
             raise ValueError(f"output path {path} equals the input path; refusing to overwrite the input")
         check_writable_target(path, args.overwrite)
     if args.nifti_out is not None:
@@ -196,6 +208,13 @@ def run(args: argparse.Namespace,
         raise ValueError("--reference-time needs --calibration")
     check_positive_options(args, ("calibration",))
     check_outputs(args, [args.output] + ([args.nifti_out] if args.nifti_out is not None else []))
+    if len(input_paths(args)) > 1:
+        if adjust is not None:
+            raise ValueError("patient or dose overrides apply to one input; give the beds one by one")
+        from recon.commands.spect_multibed import run_beds  # noqa: PLC0415
+
+        return run_beds(args)
+    args.input = input_paths(args)[0]
     acq, mu = load_input(args.input, args.ct, args.collimator, photopeak=args.photopeak,
                          radionuclide=args.radionuclide, energy_kev=args.energy_kev)
     if adjust is not None:

@@ -170,26 +170,25 @@ def hu_to_mu(
     return model(hu)
 
 
-def _check_coverage(src: ImageGrid, target: ImageGrid, outside_xy: str) -> None:
-    """The CT must cover every target slice centre along z; outside it in x/y is air or an error."""
+def _check_coverage(src: ImageGrid, target: ImageGrid, outside_xy: str, outside_z: str) -> None:
+    """Target voxels outside the CT are air (logged), or an error with ``outside_* = "error"``; a CT that
+    reaches beyond the target along z is cropped to it (logged)."""
     for name, axis in (("z", 0), ("y", 1), ("x", 2)):
         o, d, n = src.origin_mm[2 - axis], src.spacing_mm[axis], src.shape[axis]
         lo, hi = o - d / 2, o + (n - 0.5) * d
         t = target.axis_mm(name)
         outside = int(((t < lo - 1e-6) | (t > hi + 1e-6)).sum())
+        if name == "z" and (lo < t.min() - 1e-6 or hi > t.max() + 1e-6):
+            logger.info("the CT spans z = %.1f to %.1f mm, beyond the emission grid's slices (%.1f to %.1f mm): "
+                        "cropped to them", lo, hi, t.min(), t.max())
         if not outside:
             continue
-        if name == "z":
-            raise CTCoverageError(
-                f"the CT does not cover the emission field of view along z: CT spans z = {lo:.1f} to {hi:.1f} mm, "
-                f"the emission grid's slice centres span {t.min():.1f} to {t.max():.1f} mm; "
-                "crop the emission grid or supply a longer CT"
-            )
-        msg = (f"the CT covers {name} = {lo:.1f} to {hi:.1f} mm; {outside} of {t.size} emission voxel columns "
-               f"along {name} ({t.min():.1f} to {t.max():.1f} mm) lie outside it")
-        if outside_xy == "error":
-            raise CTCoverageError(f"the CT does not cover the emission field of view: {msg}")
-        logger.warning("%s; they are set to air (mu = 0)", msg)
+        what = "slices" if name == "z" else f"voxel columns along {name}"
+        msg = (f"the CT covers {name} = {lo:.1f} to {hi:.1f} mm; {outside} of {t.size} emission {what} "
+               f"({t.min():.1f} to {t.max():.1f} mm) lie outside it")
+        if (outside_z if name == "z" else outside_xy) == "error":
+            raise CTCoverageError(f"the CT does not cover the emission field of view along {name}: {msg}")
+        logger.warning("%s; they are set to air (mu = 0), so activity there is not attenuation-corrected", msg)
 
 
 def ct_to_mu_map(
@@ -202,20 +201,23 @@ def ct_to_mu_map(
     bone_hu: float | None = None,
     ct_effective_energy_kev: float | None = None,
     outside_xy: str = "air",
+    outside_z: str = "air",
 ) -> Volume:
     """mu-map (1/mm) at ``energy_kev`` (keV) on ``target_grid`` from a CT Volume in HU.
 
     HU -> mu by the bilinear model (module docstring) on the CT's own voxels,
     then trilinear resampling by patient coordinates (LPS mm). The CT energy is,
     first to last: ``bone_hu``, ``ct_effective_energy_kev``, the tube voltage
-    ``kvp`` (else ``ct_hu.metadata["kvp"]``), the 120 kVp default. The CT must
-    cover the target's slice centres along z (:class:`CTCoverageError`);
-    target voxels outside the CT in x/y are air (mu = 0, logged) with
-    ``outside_xy="air"``, an error with ``"error"``. The result carries the CT's
+    ``kvp`` (else ``ct_hu.metadata["kvp"]``), the 120 kVp default. Target
+    voxels outside the CT (a CT shorter than the emission field of view, or
+    narrower) are air (mu = 0, logged) with ``outside_z`` / ``outside_xy``
+    ``"air"``, a :class:`CTCoverageError` with ``"error"``; a longer CT is
+    cropped to the target (logged). The result carries the CT's
     frame of reference.
     """
-    if outside_xy not in ("air", "error"):
-        raise ValueError(f"outside_xy must be 'air' or 'error', got {outside_xy!r}")
+    for name, value in (("outside_xy", outside_xy), ("outside_z", outside_z)):
+        if value not in ("air", "error"):
+            raise ValueError(f"{name} must be 'air' or 'error', got {value!r}")
     if ct_hu.unit.upper() != "HU":
         raise ValueError(f"ct_to_mu_map needs a CT volume in HU, got unit {ct_hu.unit!r}")
     if kvp is None and ct_hu.metadata.get("kvp") not in (None, ""):
@@ -223,7 +225,7 @@ def ct_to_mu_map(
     e_ct = ct_effective_energy_kev if ct_effective_energy_kev is not None else _effective_energy_from_kvp(kvp)
     model = bilinear_model(energy_kev, break_hu=break_hu, bone_hu=bone_hu, ct_effective_energy_kev=e_ct)
     src = ct_hu.grid
-    _check_coverage(src, target_grid, outside_xy)
+    _check_coverage(src, target_grid, outside_xy, outside_z)
 
     # convert only the block of CT voxels the interpolation touches, then resample it
     affine = grid_affine(src)

@@ -97,3 +97,25 @@ def check_acquisition(acq: SPECTAcquisition) -> None:
     """All plausibility checks of an acquisition, before any compute."""
     check_angles(acq.geometry)
     check_frame_duration(acq.frame_duration_s)
+
+
+MIN_MU_COVERAGE = 0.5  # a mu-map with tissue on under half of the slices that hold counts: misplaced?
+
+
+def check_mu_covers_emission(acq: SPECTAcquisition, mu_map_data: np.ndarray) -> float:
+    """Warn when the mu-map holds body (mu > ``BODY_FRACTION`` x water) on under ``MIN_MU_COVERAGE`` of the
+    slices whose projection rows hold counts: a CT placed away from the emission (another frame of reference,
+    a wrong vendor convention) makes attenuation correction silently do nothing. Returns the covered share."""
+    counts = np.asarray(acq.photopeak_counts)
+    rows = counts.sum(axis=(0, 2)) > 0.01 * counts.sum(axis=(0, 2)).max() if counts.any() else np.zeros(0, bool)
+    if not rows.any():
+        return 1.0
+    water = linear_mu_per_mm("water", min(max(acq.photon_energy_kev, 50.0), 600.0))
+    body_slices = (np.asarray(mu_map_data) > BODY_FRACTION * water).any(axis=(1, 2))
+    share = float(body_slices[rows].mean())
+    if share < MIN_MU_COVERAGE:
+        logger.warning("the mu-map holds tissue on only %.0f %% of the %d slices with counts (under %.0f %%): "
+                       "attenuation correction will barely act; check that the CT and the NM file share a "
+                       "frame of reference and the placement (docs/dicom.md)", 100 * share, int(rows.sum()),
+                       100 * MIN_MU_COVERAGE)
+    return share

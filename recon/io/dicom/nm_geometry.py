@@ -28,13 +28,11 @@ seen from the detector, which is our column axis u(theta) = (cos theta,
 sin theta); the row cosines of IOP are not used to flip columns because
 vendors commonly write one fixed IOP for every detector.
 
-Image position. ``write_nm`` writes, per detector, Image Position (Patient)
-as the centre of the first transmitted pixel of its first view, projected
-onto the plane through the rotation axis parallel to the detector face; the
-reader stores the mean frame centre over detectors in
-``center_mm`` (for opposed detectors this mean is on the
-rotation axis whichever plane a vendor refers to), which becomes the
-acquisition's ``center_mm`` (the centre of its reconstruction grid, LPS mm).
+Image position. The centre of the reconstruction grid (the acquisition's
+``center_mm``, LPS mm) comes from each detector's Image Position (Patient) by
+the vendor's convention (:mod:`recon.io.dicom.nm_placement`): the first
+pixel of the first view (standard, Siemens, our writer) or the first voxel of
+the reconstruction volume (GE).
 """
 from __future__ import annotations
 
@@ -46,6 +44,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from recon.io.dicom.nm_layout import FrameLayout
+from recon.io.dicom.nm_placement import grid_centre, patient_position as _patient_position
 from recon.io.dicom.values import DicomFormatError, present, require, sequence_item, values_of
 
 logger = logging.getLogger(__name__)
@@ -143,21 +142,6 @@ def _check_column_direction(det: Dataset, theta_deg: float, d: int) -> None:
         )  # fmt: skip
 
 
-def _frame_centre(det: Dataset, n_rows: int, n_cols: int, spacing: list[float]) -> np.ndarray | None:
-    """Patient position (x, y, z) mm of the frame centre from a detector's IPP and IOP, or None."""
-    ipp = det.get("ImagePositionPatient")
-    iop = det.get("ImageOrientationPatient")
-    if not ipp or not iop or len(ipp) != 3 or len(iop) != 6:
-        return None
-    row_dir = np.asarray([float(v) for v in iop[:3]])
-    col_dir = np.asarray([float(v) for v in iop[3:]])
-    return (
-        np.asarray([float(v) for v in ipp])
-        + 0.5 * (n_cols - 1) * spacing[1] * row_dir
-        + 0.5 * (n_rows - 1) * spacing[0] * col_dir
-    )
-
-
 def _rotation_direction(item: Dataset, where: str) -> str:
     direction = str(require(item, "RotationDirection", where)).strip().upper()
     if direction == "CCW":
@@ -202,7 +186,7 @@ def view_geometry(ds: Dataset, layout: FrameLayout, n_rows: int, n_cols: int, sp
     radii = np.full(layout.n_views, np.nan)
     flip_of_view = np.empty(layout.n_views, dtype=bool)
     durations = []
-    patient_position = str(ds.get("PatientPosition", "") or "")
+    patient_position = _patient_position(ds)
     for r, item in enumerate(rot_items):
         where = f"RotationInformationSequence[{r}]."
         step = float(require(item, "AngularStep", where))
@@ -219,12 +203,10 @@ def view_geometry(ds: Dataset, layout: FrameLayout, n_rows: int, n_cols: int, sp
             flip_of_view[views] = _rows_flipped(det, ds, patient_position)
             if r == 0:
                 _check_column_direction(det, float(angles[views[0]]), d)
-    if patient_position.upper().startswith("FF"):
-        logger.warning(
-            "PatientPosition %s (feet first): rows follow ImageOrientationPatient, columns are taken as seen "
-            "from the detector; check the left-right orientation of the reconstruction",
-            patient_position,
-        )
+    if patient_position.startswith("FF"):
+        logger.info("patient position %s (feet first): angles, rotation direction and orientation are read in "
+                    "patient coordinates as the standard defines them (verified by CT registration on a GE "
+                    "feet-first study; docs/dicom.md)", patient_position)
     if np.isnan(radii).any():
         if radius_mm is None:
             raise DicomFormatError(
@@ -236,6 +218,5 @@ def view_geometry(ds: Dataset, layout: FrameLayout, n_rows: int, n_cols: int, sp
         radii[np.isnan(radii)] = float(radius_mm)
     if not np.allclose(durations, durations[0], rtol=1e-9, atol=0):
         raise DicomFormatError(f"ActualFrameDuration (0018,1242) differs between rotations: {durations} s")
-    centres = [c for c in (_frame_centre(det, n_rows, n_cols, spacing) for det in det_items) if c is not None]
-    centre = tuple(float(c) for c in np.mean(centres, axis=0)) if centres else None
+    centre = grid_centre(ds, det_items, n_rows, n_cols, spacing)
     return ViewGeometry(angles, radii, flip_of_view, durations[0], centre)  # type: ignore[arg-type]

@@ -40,7 +40,9 @@ def acquisition_start(ds: Dataset) -> datetime | None:
 
 def acquisition_info(ds: Dataset, source: str | Path = "") -> AcquisitionInfo:
     """UIDs, frame of reference, start time, patient position and equipment of ``ds``."""
-    position = _text(ds, "PatientPosition").upper()
+    from recon.io.dicom.nm_placement import patient_position  # noqa: PLC0415
+
+    position = patient_position(ds)
     return AcquisitionInfo(
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         study_instance_uid=_text(ds, "StudyInstanceUID"),

@@ -201,7 +201,10 @@ def write_nm(
         theta0 = math.radians(float(g.angles_deg[d * m]))
         u = np.array([math.cos(theta0), math.sin(theta0), 0.0])
         u[np.abs(u) < 1e-12] = 0.0
-        ipp = centre - half_c * u + np.array([0.0, 0.0, half_r])
+        if vendor == "ge":  # GE: the first voxel of the reconstruction volume (recon.io.dicom.nm_placement)
+            ipp = centre + np.array([-half_c, -half_c, half_r])
+        else:  # the first pixel of the detector's first view
+            ipp = centre - half_c * u + np.array([0.0, 0.0, half_r])
         item = Dataset()
         item.CollimatorGridName = coll_name
         item.CollimatorType = "PARA"
