@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="spect: Tc-99m MDP bone SPECT (default); pet: F-18 NaF bone PET")
     p.add_argument("--size", type=int, choices=sorted(SIZES), default=128,
                    help="128: 128^3 voxels of 4.8 mm, 120 views (default); 64: 64^3 of 9.6 mm, 60 views. "
-                        "PET: 128: 4 mm voxels, crystals binned 2x2 (default); 64: 8 mm, binned 4x4")
+                        "PET: 128: 4 mm voxels, crystals binned 2x2 (default); 64: 6 mm, binned 3x3")
     p.add_argument("--out", type=Path, default=Path("recon-output"), help="output directory (default recon-output)")
     p.add_argument("--seed", type=int, default=2026, help="seed of the Poisson noise")
     p.add_argument("--noise-free", action="store_true", help="simulate expected counts, no Poisson noise")

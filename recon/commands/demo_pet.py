@@ -2,8 +2,9 @@
 as clinics do, reconstructed and quantified (Bq/mL, SUVbw, SUVmax/SUVpeak per lesion against the truth).
 
 1. Scanner: the Discovery MI-like preset in its 5-ring length (45 rings, 25 cm axial FOV, as sold)
-   with its crystals binned 2 x 2 (``--size 128``: 272 crystals of 7.9 mm x 23 rings of 11 mm) or
-   4 x 4 (``--size 64``), non-TOF, span 3 with a limited ring difference: a demo-sized data set.
+   with its crystals binned 2 x 2 (``--size 128``: 272 crystals of 7.9 mm x 23 rings of 11 mm, 4 mm
+   voxels) or 3 x 3 (``--size 64``: 170 x 15 rings, 6 mm voxels), non-TOF, span 3 with a limited
+   ring difference: a demo-sized data set.
    The scanner sits at the lumbar/lower thoracic spine, so L4 to T10 (every lesion) is in the FOV.
 2. Simulation (:func:`recon.pet.simulate.simulate_pet`, a finer model than the reconstruction's):
    the NaF torso (:mod:`recon.phantoms.naf`) rasterised at half the voxel size and cropped to the
@@ -38,7 +39,7 @@ from recon.phantoms.phantom import Phantom
 logger = logging.getLogger(__name__)
 
 #: --size -> (crystal binning, voxel mm, max ring difference, PSF FWHM mm of the binned scanner)
-PET_SIZES: dict[int, tuple[int, float, int, float]] = {128: (2, 4.0, 7, 4.5), 64: (4, 8.0, 3, 8.0)}
+PET_SIZES: dict[int, tuple[int, float, int, float]] = {128: (2, 4.0, 7, 4.5), 64: (3, 6.0, 4, 6.5)}
 FRAME_S = 180.0  # one bed position of a NaF scan
 KAPPA = 2.0e-6  # expected counts per (Bq/mL * mm * s) on an unattenuated LOR: ~1e8 prompts per bed
 CYLINDER_BQ_ML = 10.0e3
