@@ -255,7 +255,7 @@ OTHER = [
        r"ro is not writable", read_only=("ro",)),
     _c("demo-size-unknown", _argv("demo", "--size", "100"), r"argument --size: invalid choice"),
     _c("cli-no-command", _argv(), r"the following arguments are required: command"),
-    _c("cli-unknown-command", _argv("pet"), r"argument command: invalid choice: 'pet'"),
+    _c("cli-unknown-command", _argv("petct"), r"argument command: invalid choice: 'petct'"),
     _c("cli-spect-without-output", _argv("spect", "{d}/x.h5"), r"the following arguments are required: -o/--output"),
 ]
 

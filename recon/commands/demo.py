@@ -1,6 +1,7 @@
 """``recon demo``: simulate a Tc-99m MDP bone SPECT study of the torso phantom, reconstruct it with
 attenuation, collimator-response and scatter correction, calibrate to Bq/mL and SUV, and report
-recovery against the phantom's truth."""
+recovery against the phantom's truth. ``--modality pet``: the F-18 NaF bone PET study of the same
+torso (:mod:`recon.commands.demo_pet`)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,8 @@ import numpy as np
 
 from recon.commands.progress import osem_progress_bar
 from recon.commands import common_options
-from recon.commands.spect import add_recon_options, options_from_args
+from recon.backend import DEVICES
+from recon.commands.spect import options_from_args
 from recon.data.grid import ImageGrid
 from recon.io.hdf5 import write_projections, write_volume
 from recon.io.png import write_overview_png
@@ -29,15 +31,25 @@ SIZES = {128: (128, 4.8, 120), 64: (64, 9.6, 60)}  # voxels per side, voxel mm, 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="simulate, reconstruct and quantify a bone-SPECT study", description=__doc__,
-                       parents=[common_options()])
+    p = sub.add_parser("demo", help="simulate, reconstruct and quantify a bone-SPECT (or NaF PET) study",
+                       description=__doc__, parents=[common_options()])
+    p.add_argument("--modality", choices=("spect", "pet"), default="spect",
+                   help="spect: Tc-99m MDP bone SPECT (default); pet: F-18 NaF bone PET")
     p.add_argument("--size", type=int, choices=sorted(SIZES), default=128,
-                   help="128: 128^3 voxels of 4.8 mm, 120 views (default); 64: 64^3 of 9.6 mm, 60 views")
+                   help="128: 128^3 voxels of 4.8 mm, 120 views (default); 64: 64^3 of 9.6 mm, 60 views. "
+                        "PET: 128: 4 mm voxels, crystals binned 2x2 (default); 64: 6 mm, binned 3x3")
     p.add_argument("--out", type=Path, default=Path("recon-output"), help="output directory (default recon-output)")
     p.add_argument("--seed", type=int, default=2026, help="seed of the Poisson noise")
     p.add_argument("--noise-free", action="store_true", help="simulate expected counts, no Poisson noise")
     p.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier demo")
-    add_recon_options(p)
+    p.add_argument("--iterations", type=int, help="OSEM iterations (default: SPECT 4, PET 3)")
+    p.add_argument("--subsets", type=int, help="OSEM subsets (default: SPECT 8, PET 8)")
+    p.add_argument("--no-attenuation", action="store_true", help="do not model attenuation")
+    p.add_argument("--no-psf", action="store_true", help="do not model the resolution (collimator response / PET PSF)")
+    p.add_argument("--scatter", choices=("none", "dew", "tew", "sss"),
+                   help="scatter estimate: SPECT none/dew/tew (default tew); PET none/sss (default sss when "
+                        "recon.pet.scatter is installed, else none)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default)")
     p.set_defaults(func=run)
 
 
@@ -91,8 +103,20 @@ def _check_out_dir(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from recon.phantoms.library import bone_torso  # noqa: PLC0415
 
-    n, voxel_mm, n_views = SIZES[args.size]
     out = args.out
+    if args.modality == "pet":
+        if args.scatter in ("dew", "tew"):
+            raise ValueError(f"--scatter {args.scatter} is a SPECT energy-window method; PET takes sss or none")
+        _check_out_dir(out)
+        from recon.commands.demo_pet import run_pet_demo  # noqa: PLC0415
+
+        return run_pet_demo(args, out)
+    if args.scatter == "sss":
+        raise ValueError("--scatter sss is PET's single scatter simulation; SPECT takes none, dew or tew")
+    args.iterations = 4 if args.iterations is None else args.iterations
+    args.subsets = 8 if args.subsets is None else args.subsets
+    args.scatter = args.scatter or "tew"
+    n, voxel_mm, n_views = SIZES[args.size]
     paths = {k: out / f"demo_{k}" for k in ("projections.h5", "recon.h5", "overview.png", "report.json")}
     _check_out_dir(out)
     existing = [p for p in paths.values() if p.exists()]

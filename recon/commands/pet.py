@@ -95,7 +95,10 @@ def _mu_map(args: argparse.Namespace, grid) -> Volume | None:
         from recon.io.hdf5 import read_volume  # noqa: PLC0415
 
         mu = read_volume(args.mu_map)
-        return mu if mu.grid.same_as(grid) else resample_grid(mu, grid)
+        if mu.grid.same_as(grid):
+            return mu
+        return Volume(resample_grid(mu.data, mu.grid, grid).astype(np.float32), grid, mu.unit, dict(mu.metadata),
+                      mu.frame_of_reference_uid)
     if args.ct is not None:
         from recon.io.dicom import read_ct_series  # noqa: PLC0415
         from recon.physics.attenuation import ct_to_mu_map  # noqa: PLC0415
@@ -127,7 +130,7 @@ def _drop_tof(sino: PETSinogram) -> PETSinogram:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recon.pet.calibration import pet_calibration  # noqa: PLC0415
+    from recon.pet.calibration import frame_start, pet_calibration  # noqa: PLC0415
     from recon.pet.reconstruct import PETReconOptions, default_grid, reconstruct_pet  # noqa: PLC0415
 
     if args.reference_time is not None and args.calibration is None:
@@ -152,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         sino = _sinogram_of(data, args.tof)
     grid = sino.image_grid or default_grid(sino.layout, args.voxel_mm).recentred(sino.placement.field_of_view_centre_mm())
     mu = _mu_map(args, grid)
+    if mu is not None:
+        from recon.pet.attenuation import check_mu_map_511  # noqa: PLC0415
+
+        check_mu_map_511(mu)  # units and energy, before any compute
     if mu is None and (opts.attenuation or opts.scatter == "sss"):
         stored = corrections is not None and corrections.attenuation_factors is not None
         if not stored or opts.scatter == "sss":
@@ -178,9 +185,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dicom_out is not None:
         from recon.io.dicom.image_series import write_volume_series  # noqa: PLC0415
 
+        decayed = cal is not None and cal.half_life is not None
+        factors = volume.metadata.get("calibration", {})
         write_volume_series(volume, args.dicom_out, modality="PT", patient=sino.patient, dose=sino.dose,
                             frame_duration_s=sino.frame_duration_s,
-                            decay_correction="START" if cal is not None and cal.half_life is not None else "NONE",
-                            decay_reference_time=cal.reference_time if cal is not None else None)
+                            decay_correction="START" if decayed else "NONE",
+                            # the values are at the frame start, or at --reference-time: SeriesDate/Time say when
+                            decay_reference_time=(cal.reference_time or frame_start(sino)) if decayed else None,
+                            decay_factor=(factors.get("decay_during_acquisition_factor", 1.0)
+                                          * factors.get("decay_to_reference_factor", 1.0)) if decayed else None)
         logger.info("wrote the PET image series %s", args.dicom_out)
     return 0

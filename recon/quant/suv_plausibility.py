@@ -46,7 +46,7 @@ def check_uptake_time(uptake_s: float, half_life_s: float) -> None:
     hours = uptake_s / 3600.0
     if n > MAX_UPTAKE_HALF_LIVES:
         raise SUVError(f"uptake time {hours:.1f} h (injection to scan) is {n:.1f} half-lives (over "
-                       f"{MAX_UPTAKE_HALF_LIVES:g}: decay correction x{2 ** n:.3g}): implausible, check the injection "
+                       f"{MAX_UPTAKE_HALF_LIVES:g}: decay correction x{2.0 ** min(n, 1000.0):.3g}): implausible, check the injection "
                        "date and time (RadiopharmaceuticalStartDateTime (0018,1078)) and the series date")
     if n > WARN_UPTAKE_HALF_LIVES:
         logger.warning("uptake time %.1f h is %.1f half-lives (over %g: decay correction x%.3g): implausible, check "
