@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     layout = SinogramLayout.for_fov(get_pet_scanner("small_test"), 260.0, tof=args.tof)
     phantom = CylinderPhantom(radius_mm=75.0, half_length_mm=50.0, rod_xy_mm=(30.0, 15.0), rod_radius_mm=12.0)
     grid = ImageGrid.centered((27, 44, 44), (4.0, 4.0, 4.0))
-    options = SSSOptions(n_view_samples=8, n_angle_samples=64) if args.fast else SSSOptions()
+    options = SSSOptions(n_view_samples=8, n_angle_samples=64, cell_mm=(12.0, 12.0, 12.0)) if args.fast else SSSOptions()
     t0 = time.perf_counter()
     mc = simulate_cylinder_mc(layout, phantom, args.pairs, np.random.default_rng(args.seed))
     t1 = time.perf_counter()

@@ -22,7 +22,7 @@ SCANNER = get_pet_scanner("small_test")
 # the small scanner's sinogram reaches 106 mm from the axis, leaving tails outside 75 mm.
 PHANTOM = CylinderPhantom(radius_mm=75.0, half_length_mm=50.0, rod_xy_mm=(30.0, 15.0), rod_radius_mm=12.0)
 GRID = ImageGrid.centered((27, 44, 44), (4.0, 4.0, 4.0))
-FAST = SSSOptions(n_view_samples=8, n_angle_samples=64)
+FAST = SSSOptions(n_view_samples=8, n_angle_samples=64, cell_mm=(12.0, 12.0, 12.0))
 
 
 def _compare(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:

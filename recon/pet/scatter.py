@@ -61,13 +61,18 @@ def _axis_signs(placement: ScannerPlacement) -> np.ndarray:
     return np.round(np.diag(placement.to_patient(np.eye(3)).astype(np.float64) - origin))
 
 
+TARGET_SCATTER_POINTS = 1500
+"""Scatter points aimed at by the default cell size (Watson: a few hundred to a few thousand suffice)."""
+
+
 @dataclass(frozen=True)
 class SSSOptions:
     """Sampling of the single scatter simulation (``None``: chosen from the scanner).
 
-    ``cell_mm``: scatter-cell size (z, y, x) in mm; ``mu_threshold_per_mm``: cells of lower mean
+    ``cell_mm``: scatter-cell size (z, y, x) in mm (default: cubic, about ``TARGET_SCATTER_POINTS``
+    cells over the body, at least 12 mm); ``mu_threshold_per_mm``: cells of lower mean
     mu are skipped; ``n_view_samples``: views at which the SSS is evaluated (evenly spaced, first and
-    last included; default a quarter of the views, at least 8); ``n_radial_samples``: radial bins at
+    last included; default a quarter of the views, 8 to 32); ``n_radial_samples``: radial bins at
     which it is evaluated (evenly spaced, both ends included; default all: exact along the radial
     direction, where scatter changes fastest: on the MC phantom of ``tests/test_pet_scatter.py``
     every 4th radial bin, interpolated linearly, lowered the tail-scaled total by 8 %, since the
@@ -77,7 +82,7 @@ class SSSOptions:
     crystals; default all crystals up to 128); ``step_mm``: ray-marching step (default the smallest
     voxel spacing)."""
 
-    cell_mm: tuple[float, float, float] = (12.0, 12.0, 12.0)
+    cell_mm: tuple[float, float, float] | None = None
     mu_threshold_per_mm: float = 0.002
     n_view_samples: int | None = None
     n_radial_samples: int | None = None
@@ -86,10 +91,11 @@ class SSSOptions:
     step_mm: float | None = None
 
     def __post_init__(self) -> None:
-        cell = tuple(float(c) for c in self.cell_mm)
-        if len(cell) != 3 or not all(math.isfinite(c) and c > 0 for c in cell):
-            raise ValueError(f"cell_mm must be 3 positive sizes (z, y, x) in mm, got {self.cell_mm!r}")
-        object.__setattr__(self, "cell_mm", cell)
+        if self.cell_mm is not None:
+            cell = tuple(float(c) for c in self.cell_mm)
+            if len(cell) != 3 or not all(math.isfinite(c) and c > 0 for c in cell):
+                raise ValueError(f"cell_mm must be 3 positive sizes (z, y, x) in mm, got {self.cell_mm!r}")
+            object.__setattr__(self, "cell_mm", cell)
         if not math.isfinite(self.mu_threshold_per_mm) or self.mu_threshold_per_mm < 0:
             raise ValueError(f"mu_threshold_per_mm must be >= 0 (1/mm), got {self.mu_threshold_per_mm!r}")
         if self.step_mm is not None and not (math.isfinite(self.step_mm) and self.step_mm > 0):
@@ -173,7 +179,7 @@ def _even_samples(n: int, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def _samples(layout: SinogramLayout, options: SSSOptions) -> tuple[int, int, int]:
     sc = layout.scanner
-    n_vs = options.n_view_samples or max(8, layout.n_views // 4)
+    n_vs = options.n_view_samples or min(32, max(8, layout.n_views // 4))
     n_rs = options.n_ring_samples
     if n_rs is None:
         n_rs = max(2, int(math.ceil((sc.n_rings - 1) * sc.ring_spacing_mm / 16.0)) + 1)
@@ -216,7 +222,11 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     cpr = sc.crystals_per_ring
     n_vs, n_rs, n_cs = _samples(layout, options)
     step = float(options.step_mm or min(grid.spacing_mm))
-    points, weights = _scatter_points(mu, grid, placement, options.cell_mm, options.mu_threshold_per_mm)
+    cell_mm = options.cell_mm
+    if cell_mm is None:
+        body_mm3 = float((mu > options.mu_threshold_per_mm).sum()) * float(np.prod(grid.spacing_mm))
+        cell_mm = (max(12.0, (body_mm3 / TARGET_SCATTER_POINTS) ** (1.0 / 3.0)),) * 3
+    points, weights = _scatter_points(mu, grid, placement, cell_mm, options.mu_threshold_per_mm)
     if points.shape[0] == 0:
         raise ValueError(f"no scatter points: no mu-map cell has a mean mu above {options.mu_threshold_per_mm} /mm")
     # ray integrals from every scatter point to detectors at n_cs angles and n_rs axial positions
