@@ -275,8 +275,21 @@ def attenuation_model(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: 
     air = (mu.max(axis=0) <= 0).reshape(-1).astype(xp.uint8)
     from kernels.spect_math import exp_squarings  # noqa: PLC0415
 
-    n_sq = exp_squarings(0.5 * float(step_mm) * float(mu.max()))
+    n_sq = exp_squarings(0.5 * float(step_mm) * float(mu.max()))  # one host sync, once per study
     return AttenuationModel(mu_k, trans, float(step_mm), (nz, ny, nx), n_sq, air)
+
+
+def _device_workspace(xp: Any, workspace: ProjectorWorkspace | None, n_views: int, nz: int, nk: int,
+                      nc: int) -> ProjectorWorkspace:
+    """The caller's device workspace, checked, or a new one (the system model passes its own, so the
+    OSEM loop allocates nothing)."""
+    ws = workspace or ProjectorWorkspace.allocate(xp, n_views, nz, nk, nc)
+    _check_float32("workspace.planes", ws.planes, 4)
+    if ws.planes.shape[0] < n_views or tuple(ws.planes.shape[1:]) != (nz, nk, nc):
+        raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_views, nz, nk, nc)}")
+    _check_scratch("acc", ws.acc, n_views, nz, nc)
+    _check_scratch("tmp", ws.tmp, n_views, nz, nc)
+    return ws
 
 
 def _host_workspace(workspace: ProjectorWorkspace | None, image_shape: tuple, nc: int) -> ProjectorWorkspace:
@@ -318,14 +331,13 @@ def forward(image: Any, geom: RotateSumGeometry, views: Any, att: AttenuationMod
     if is_device_array(image):
         from kernels import spect_cuda  # noqa: PLC0415
 
-        ws = workspace or ProjectorWorkspace.allocate(xp, views.size, nz, 1, nc)
-        _check_scratch("tmp", ws.tmp, views.size, nz, nc)
-        array_module(image=image, **{"workspace.tmp": ws.tmp})
+        ws = _device_workspace(xp, workspace, views.size, nz, geom.n_depth, nc)
+        array_module(image=image, **{"workspace.planes": ws.planes, "workspace.tmp": ws.tmp})
         mu = att.mu if use_att else _dummy(xp, image, 3)
         trans = att.trans_total if use_att else _dummy(xp, image, 3)
-        step = att.step_mm if use_att else 1.0
-        spect_cuda.forward_views(image, mu, trans, use_att, step, views, cos_t, sin_t, var_z, var_c, centers,
-                                 ws.tmp, out)
+        step, n_sq = (att.step_mm, att.n_sq) if use_att else (1.0, 0)
+        spect_cuda.forward_views(image, mu, trans, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
+                                 ws.planes[:views.size], ws.tmp, out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 
@@ -366,16 +378,11 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
     if is_device_array(proj):
         from kernels import spect_cuda  # noqa: PLC0415
 
-        ws = workspace or ProjectorWorkspace.allocate(xp, n_sub, nz, nk, nc)
-        _check_float32("workspace.planes", ws.planes, 4)
-        array_module(proj=proj, **{"workspace.planes": ws.planes})
-        if ws.planes.shape[0] < n_sub or tuple(ws.planes.shape[1:]) != (nz, nk, nc):
-            raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_sub, nz, nk, nc)}")
-        _check_scratch("acc", ws.acc, n_sub, nz, nc)
-        _check_scratch("tmp", ws.tmp, n_sub, nz, nc)
-        array_module(proj=proj, **{"workspace.acc": ws.acc, "workspace.tmp": ws.tmp})
+        ws = _device_workspace(xp, workspace, n_sub, nz, nk, nc)
+        array_module(proj=proj, **{"workspace.planes": ws.planes, "workspace.acc": ws.acc, "workspace.tmp": ws.tmp})
         mu = att.mu if use_att else _dummy(xp, proj, 3)
-        spect_cuda.back_views(proj, mu, use_att, step, views, cos_t, sin_t, var_z, var_c, centers,
+        n_sq = att.n_sq if use_att else 0
+        spect_cuda.back_views(proj, mu, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
                               ws.acc, ws.tmp, ws.planes[:n_sub], out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415

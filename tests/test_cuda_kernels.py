@@ -17,19 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _signatures():
-    from numba import types as t
+    """Argument types of every kernel, as the launchers pass them (also used by benchmarks/ptxas_report.py)."""
+    from kernels.spect_cuda import kernel_signatures
 
-    f32_3, f32_4 = t.float32[:, :, ::1], t.float32[:, :, :, ::1]
-    i64, f64, f64_2 = t.int64[::1], t.float64[::1], t.float64[:, ::1]
-    return {
-        "forward": (f32_3, f32_4, t.boolean, i64, f64, f64, f64_2, f64_2, f64, f32_3, f32_3),
-        "back_planes": (f32_3, f32_4, t.boolean, i64, f64_2, f64_2, f32_3, f32_3, f32_4),
-        "gather": (f32_4, i64, f64, f64, f64, f32_3),
-        "attenuation": (f32_3, i64, f64, f64, f64, t.float64, f32_4),
-    }
+    return kernel_signatures()
 
 
-@pytest.mark.parametrize("kernel", ["forward", "back_planes", "gather", "attenuation"])
+@pytest.mark.parametrize("kernel", ["total_transmission", "forward_samples", "forward_sum", "back_planes",
+                                    "back_attenuate", "gather"])
 def test_kernel_compiles_to_ptx_for_hopper(kernel):
     from numba import cuda
 
@@ -39,8 +34,26 @@ def test_kernel_compiles_to_ptx_for_hopper(kernel):
     ptx, _ = cuda.compile_ptx(spect_cuda.KERNEL_BODIES[kernel], _signatures()[kernel], cc=(9, 0))
     assert ".target sm_90" in ptx
     assert ".entry" in ptx
-    if kernel in ("forward", "back_planes"):
+    if kernel in spect_cuda.BLOCK_PER_VIEW:
         assert "bar.sync" in ptx  # the block-wide depth recursion synchronises
+
+
+def test_launch_configuration_fills_a_hopper_gpu_for_the_128_case():
+    """128^3, 120 views, 8 subsets (15 views each): every kernel that moves the sampled bytes (rays, voxels)
+    launches at least 4 blocks per SM of an H100 (132 SMs); only the blur-only recursions run one block per
+    view (they need a whole view plane). Pure arithmetic: no GPU."""
+    from kernels import spect_cuda
+
+    cfg = spect_cuda.launch_config(n_sub_views=15, n_views=120, nz=128, ny=128, nx=128, nc=128)
+    assert set(cfg) == set(spect_cuda.KERNEL_BODIES)
+    for name, (blocks, threads) in cfg.items():
+        assert threads % 32 == 0 and threads <= 1024, name
+        if name in spect_cuda.BLOCK_PER_VIEW:
+            assert blocks == 15, name
+        else:
+            assert blocks >= 4 * 132, (name, blocks)
+    assert cfg["forward_samples"] == (15 * 128 * 128 // 128, 128)
+    assert cfg["gather"] == (128 ** 3 // 256, 256)
 
 
 def test_kernels_package_imports_neither_recon_nor_cupy():
