@@ -248,8 +248,8 @@ KERNEL_BODIES = {
 }
 # per-view kernels: one block per view, looping over the (z, c) plane; the others: grid-stride
 BLOCK_PER_VIEW: frozenset = frozenset({"forward_sum", "back_planes"})
-THREADS: dict[str, int] = {"total_transmission": 256, "forward_samples": 128, "forward_sum": 1024,
-                           "back_planes": 1024, "back_attenuate": 128, "gather": 256}
+THREADS: dict[str, int] = {"total_transmission": 256, "forward_samples": 128, "forward_sum": 512,
+                           "back_planes": 512, "back_attenuate": 128, "gather": 256}
 
 total_transmission_kernel = cuda.jit(total_transmission_body)
 forward_samples_kernel = cuda.jit(forward_samples_body)

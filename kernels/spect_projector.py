@@ -133,8 +133,8 @@ class RotateSumGeometry:
 class ProjectorWorkspace:
     """Scratch buffers reused across subsets, so no pass allocates image- or projection-sized arrays.
 
-    Host: ``image_t`` (ny * nx, nz), the z-last copy of the image; ``parts`` (threads, ny * nx, nz), the
-    per-thread back projections. Device: ``planes`` (views, nz, nk, nc), ``acc``/``tmp`` (views, nz, nc).
+    Host: ``image_t`` (ny * nx, nz), the z-last copy of the image; ``parts`` (:data:`BACK_PARTS`, ny * nx, nz),
+    the private back projections of the threads. Device: ``planes`` (views, nz, nk, nc), ``acc``/``tmp`` (views, nz, nc).
     Unused fields are None.
     """
 
@@ -146,14 +146,14 @@ class ProjectorWorkspace:
 
     @classmethod
     def allocate(cls, xp: Any, max_views: int, nz: int, n_depth: int, nc: int,
-                 image_yx: tuple[int, int] | None = None, n_threads: int = 1) -> "ProjectorWorkspace":
+                 image_yx: tuple[int, int] | None = None, n_parts: int | None = None) -> "ProjectorWorkspace":
         """Buffers for up to ``max_views`` views: the device set for device modules, else the host set
         (``image_yx`` = (ny, nx) required, default (nc, nc))."""
         try:
             if xp is np:
                 ny, nx = image_yx if image_yx is not None else (nc, nc)
                 return cls(image_t=np.empty((ny * nx, nz), dtype=np.float32),
-                           parts=np.empty((max(1, int(n_threads)), ny * nx, nz), dtype=np.float32))
+                           parts=np.empty((n_parts or BACK_PARTS, ny * nx, nz), dtype=np.float32))
             return cls(
                 planes=xp.empty((max_views, nz, n_depth, nc), dtype=xp.float32),
                 acc=xp.empty((max_views, nz, nc), dtype=xp.float32),
@@ -230,6 +230,11 @@ def _check_att(att: "AttenuationModel", geom: RotateSumGeometry, image_shape: tu
                          f"{(geom.n_views, nc, image_shape[0])}")
 
 
+# Host back projection: views are dealt round-robin to this many private images, summed in a fixed order,
+# so results do not depend on the thread count (batch workers and single runs give identical images); up
+# to this many threads share one back projection.
+BACK_PARTS: int = 4
+
 _DUMMY: dict[tuple, Any] = {}
 _AIR_DUMMY = np.ones(1, dtype=np.uint8)
 
@@ -293,13 +298,10 @@ def _device_workspace(xp: Any, workspace: ProjectorWorkspace | None, n_views: in
 
 
 def _host_workspace(workspace: ProjectorWorkspace | None, image_shape: tuple, nc: int) -> ProjectorWorkspace:
-    import numba  # noqa: PLC0415
-
     nz, ny, nx = image_shape
-    n_threads = numba.get_num_threads()
     ws = workspace
     if ws is None or ws.image_t is None or ws.parts is None:
-        ws = ProjectorWorkspace.allocate(np, 1, nz, 1, nc, (ny, nx), n_threads)
+        ws = ProjectorWorkspace.allocate(np, 1, nz, 1, nc, (ny, nx))
     if tuple(ws.image_t.shape) != (ny * nx, nz) or tuple(ws.parts.shape[1:]) != (ny * nx, nz):
         raise ValueError(f"workspace image_t {tuple(ws.image_t.shape)} / parts {tuple(ws.parts.shape)} do not fit "
                          f"images {tuple(image_shape)}")

@@ -182,3 +182,17 @@ def test_compiled_math_equals_the_python_functions():
     assert t_nb[1] == pytest.approx(t_py[1]) == pytest.approx(np.exp(-0.3), rel=1e-6)
     assert cm["attenuation_step"](t_nb, 0, 0.0) == 1.0 and t_nb[0] == 1.0
     assert cm["blur_passes"](1.2, 0.3) == sm.blur_passes(1.2, 0.3) == 3
+
+
+def test_every_kernel_fits_an_sm90_multiprocessor_at_its_launch_size():
+    """ptxas (from the nvidia-cuda-nvcc-cu12 wheel) on each kernel's sm_90 PTX: registers x threads per block
+    must leave room for at least one block per SM, or the launch fails on the GPU."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ptxas_report import find_ptxas, report
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas not installed (pip install nvidia-cuda-nvcc-cu12)")
+    r = report()
+    for name, k in r["kernels"].items():
+        assert k["blocks_per_sm"] >= 1, (name, k)
+        assert k["spill_store_bytes"] == 0, (name, k)

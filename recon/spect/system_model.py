@@ -247,10 +247,7 @@ class SPECTSystemModel:
             if size >= n_views:
                 return ws
         nz, ny, nx = self.image_shape
-        import numba  # noqa: PLC0415
-
-        ws = projector.ProjectorWorkspace.allocate(self._xp, n_views, nz, self.n_depth, self.geometry.n_cols,
-                                                   (ny, nx), numba.get_num_threads())
+        ws = projector.ProjectorWorkspace.allocate(self._xp, n_views, nz, self.n_depth, self.geometry.n_cols, (ny, nx))
         self._workspaces = {n_views: ws}
         return ws
 
