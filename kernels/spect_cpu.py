@@ -22,12 +22,9 @@ from kernels import spect_math as sm
 _math = sm.compile_math(numba.njit(inline="always"))
 _rotated_to_image = _math["rotated_to_image"]
 _bilinear_taps = _math["bilinear_taps"]
-_tap_sum = _math["tap_sum"]
 _tap_sum_t = _math["tap_sum_t"]
 _exp_small = _math["exp_small"]
 _attenuation_split = _math["attenuation_split"]
-_tap_scatter = _math["tap_scatter"]
-_attenuation_step = _math["attenuation_step"]
 _blur_passes = _math["blur_passes"]
 _blur_weight = _math["blur_weight"]
 _blur3 = _math["blur3"]
