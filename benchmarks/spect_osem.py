@@ -60,13 +60,24 @@ def device_description(device: str) -> dict[str, Any]:
     return info
 
 
+def _git_commit() -> str:
+    """Short hash of the checked-out commit ("" outside a git checkout)."""
+    import subprocess  # noqa: PLC0415
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def versions(device: str) -> dict[str, str]:
     import numba  # noqa: PLC0415
 
     import recon  # noqa: PLC0415
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-           "recon": recon.__version__}
+           "recon": recon.__version__, "git_commit": _git_commit()}
     if device == "cuda":
         out["cupy"] = backend.device_info("cuda")["cupy_version"]
     return out
@@ -101,18 +112,27 @@ def make_study(case: str, seed: int, device: str):
 
 
 def forward_traffic(model: SPECTSystemModel, seconds: float) -> dict[str, float]:
-    """Least bytes a full forward projection must move (attenuation factors and output written once,
-    image read once per view from cache-resident slices) and the rate achieved, GB/s.
-
-    Compare the rate with the device's memory bandwidth (H100 SXM: 3.35 TB/s) for the bound.
-    """
+    """Least bytes a full forward projection reads and writes on the host path (image and mu-map read
+    once per view in the z-last layout, projections written once; no stored attenuation factors) and
+    the rate achieved, GB/s."""
     nz, ny, nx = model.image_shape
     n_views = model.geometry.n_views
-    att = 0 if model.attenuation is None else n_views * nz * model.n_depth * model.geometry.n_cols * 4
-    image = n_views * nz * ny * nx * 4
-    out = n_views * nz * model.geometry.n_cols * 4
-    total = att + image + out
+    per_view = nz * ny * nx * 4 * (2 if model.attenuation is not None else 1)
+    total = n_views * (per_view + nz * model.geometry.n_cols * 4)
     return {"bytes": float(total), "gb_per_s": total / seconds / 1e9}
+
+
+def roofline(model: SPECTSystemModel, args: argparse.Namespace, measured: dict[str, float]) -> dict[str, Any]:
+    """The CUDA passes' bandwidth bound (:mod:`benchmarks.roofline`) for this case, beside the measured seconds."""
+    from benchmarks.roofline import osem_roofline  # noqa: PLC0415
+
+    nz, ny, nx = model.image_shape
+    r = osem_roofline(model.geometry.n_views, args.subsets, args.iterations, nz, ny, nx, model.n_depth,
+                      model.geometry.n_cols, model.attenuation is not None)
+    r["measured_seconds"] = {"forward_all_views": measured["forward_all_views"],
+                             "back_all_views": measured["back_all_views"],
+                             "osem_end_to_end": measured["osem_end_to_end"]}
+    return r
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,6 +172,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "peak_host_rss_gib": peak_rss_gib,
         "forward_traffic": forward_traffic(model, t_fwd),
     }
+    result["roofline_cuda"] = roofline(model, args, result["seconds"])
+    if args.kernel_report:
+        from benchmarks.ptxas_report import report  # noqa: PLC0415
+
+        result["cuda_kernels_sm90"] = report()
     if device == "cuda":
         result["peak_gpu_pool_gib"] = backend.gpu_pool_bytes() / 2**30
     if args.pytomography:
@@ -187,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pytomography", action="store_true", help="also run PyTomography on the same study")
+    p.add_argument("--kernel-report", action="store_true",
+                   help="add registers, shared memory and sm_90 occupancy of the CUDA kernels (ptxas, no GPU needed)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -13,7 +13,8 @@ Model, per view (index units; see :mod:`kernels.spect_math` for the frame)::
     p = B_K( r_{K-1} + B_{K-1}( r_{K-2} + ... B_1( r_0 ) ) ),   r_k = a_k * S_k x
 
 with S_k the bilinear sample of depth plane k (k = 0 farthest from the detector),
-a_k the attenuation factors, and B_k a separable blur carrying the variance
+a_k = exp(-(m_{k+1} + ... + m_{K-1} + m_k / 2)) the attenuation factors, m_j = mu x step of sample j
+(the mu-map sampled through the same bilinear taps), and B_k a separable blur carrying the variance
 increment ``var[:, k]`` (pixel^2) along rows (z) and columns. Plane k thus ends up
 blurred by the sum of ``var[k+1:]`` up to and including the final entry
 ``var[K]``: the incremental (depth-wise) blurring of McCarthy & Miller. The back
@@ -130,15 +131,29 @@ class RotateSumGeometry:
 
 @dataclass
 class ProjectorWorkspace:
-    """Scratch buffers reused across subsets: planes (views, nz, nk, nc), acc/tmp (views, nz, nc)."""
+    """Scratch buffers reused across subsets, so no pass allocates image- or projection-sized arrays.
 
-    planes: Any
-    acc: Any
-    tmp: Any
+    Host: ``image_t`` (ny * nx, nz), the z-last copy of the image; ``parts`` (:data:`BACK_PARTS`, ny * nx, nz),
+    the private back projections of the threads. Device: ``planes`` (views, nz, nk, nc), ``acc``/``tmp`` (views, nz, nc).
+    Unused fields are None.
+    """
+
+    planes: Any = None
+    acc: Any = None
+    tmp: Any = None
+    image_t: Any = None
+    parts: Any = None
 
     @classmethod
-    def allocate(cls, xp: Any, max_views: int, nz: int, n_depth: int, nc: int) -> "ProjectorWorkspace":
+    def allocate(cls, xp: Any, max_views: int, nz: int, n_depth: int, nc: int,
+                 image_yx: tuple[int, int] | None = None, n_parts: int | None = None) -> "ProjectorWorkspace":
+        """Buffers for up to ``max_views`` views: the device set for device modules, else the host set
+        (``image_yx`` = (ny, nx) required, default (nc, nc))."""
         try:
+            if xp is np:
+                ny, nx = image_yx if image_yx is not None else (nc, nc)
+                return cls(image_t=np.empty((ny * nx, nz), dtype=np.float32),
+                           parts=np.empty((n_parts or BACK_PARTS, ny * nx, nz), dtype=np.float32))
             return cls(
                 planes=xp.empty((max_views, nz, n_depth, nc), dtype=xp.float32),
                 acc=xp.empty((max_views, nz, nc), dtype=xp.float32),
@@ -149,6 +164,34 @@ class ProjectorWorkspace:
             raise MemoryError(
                 f"projector workspace of {gib:.2f} GiB for {max_views} views does not fit; use more subsets"
             ) from exc
+
+
+@dataclass(frozen=True)
+class AttenuationModel:
+    """What the passes need to attenuate on the fly, built once per study by :func:`attenuation_model`.
+
+    mu: the mu-map (1/mm) in the kernels' layout: z-last (ny * nx, nz) on the host, (nz, ny, nx) on a
+    device. trans_total: (n_views, n_cols, nz) float32, exp(-line integral of mu through the whole
+    depth of each ray). step_mm: depth sample spacing (mm). image_shape: (nz, ny, nx).
+    n_sq: squarings of :func:`kernels.spect_math.exp_small` for this mu-map's largest half-step.
+    air: (ny * nx,) uint8, 1 where mu is 0 for every z (the passes skip the exponentials there).
+    """
+
+    mu: Any
+    trans_total: Any
+    step_mm: float
+    image_shape: tuple[int, int, int]
+    n_sq: int
+    air: Any
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.trans_total.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (mu-map and total transmissions)."""
+        return int(self.mu.nbytes + self.trans_total.nbytes)
 
 
 def _check_float32(name: str, a: Any, ndim: int) -> None:
@@ -177,27 +220,38 @@ def _check_scratch(name: str, a: Any, n_views: int, nz: int, nc: int) -> None:
         raise ValueError(f"workspace {name} {tuple(a.shape)} too small for {(n_views, nz, nc)}")
 
 
-def _check_att(att: Any, n_views: int, nz: int, nk: int, nc: int) -> None:
-    _check_float32("att", att, 4)
-    if tuple(att.shape) != (n_views, nz, nk, nc):
-        raise ValueError(f"att shape {tuple(att.shape)} must be (n_views, nz, n_depth, nc) = {(n_views, nz, nk, nc)}")
+def _check_att(att: "AttenuationModel", geom: RotateSumGeometry, image_shape: tuple, nc: int) -> None:
+    if not isinstance(att, AttenuationModel):
+        raise TypeError(f"att must be an AttenuationModel (attenuation_model()), got {type(att).__name__}")
+    if tuple(att.image_shape) != tuple(image_shape):
+        raise ValueError(f"att was built for images {tuple(att.image_shape)}, not {tuple(image_shape)}")
+    if tuple(att.trans_total.shape) != (geom.n_views, nc, image_shape[0]):
+        raise ValueError(f"att trans_total {tuple(att.trans_total.shape)} must be (n_views, n_cols, nz) = "
+                         f"{(geom.n_views, nc, image_shape[0])}")
 
 
-_DUMMY_ATT: dict[tuple, Any] = {}
+# Host back projection: views are dealt round-robin to this many private images, summed in a fixed order,
+# so results do not depend on the thread count (batch workers and single runs give identical images); up
+# to this many threads share one back projection.
+BACK_PARTS: int = 4
+
+_DUMMY: dict[tuple, Any] = {}
+_AIR_DUMMY = np.ones(1, dtype=np.uint8)
 
 
-def _dummy_att(xp: Any, like: Any) -> Any:
-    """A placeholder for "no attenuation", allocated once per array module and device (that of ``like``)."""
-    key = (id(xp), _location(like))
-    if key not in _DUMMY_ATT:
-        _DUMMY_ATT[key] = xp.zeros((1, 1, 1, 1), dtype=xp.float32)
-    return _DUMMY_ATT[key]
+def _dummy(xp: Any, like: Any, ndim: int) -> Any:
+    """A placeholder float32 array of ``ndim`` dims for "no attenuation", once per array module and device."""
+    key = (id(xp), _location(like), ndim)
+    if key not in _DUMMY:
+        _DUMMY[key] = xp.zeros((1,) * ndim, dtype=xp.float32)
+    return _DUMMY[key]
 
 
-def attenuation_factors(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: int) -> Any:
-    """Per-view attenuation factors (n_views, nz, n_depth, n_cols) from a mu-map (z, y, x) in 1/mm.
+def attenuation_model(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: int) -> AttenuationModel:
+    """The :class:`AttenuationModel` of a mu-map (z, y, x) in 1/mm, for all views of ``geom``.
 
-    ``step_mm`` is the depth sample spacing (the voxel size). Computed once per study.
+    ``step_mm`` is the depth sample spacing (the voxel size). Computed once per study: one pass that
+    sums mu along every ray of every view (no exponentials stored per sample).
     """
     _check_float32("mu", mu, 3)
     xp = array_module(mu=mu)
@@ -207,100 +261,139 @@ def attenuation_factors(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols
         raise ValueError(f"step_mm must be positive, got {step_mm}")
     if int(n_cols) < 1:
         raise ValueError(f"n_cols must be >= 1, got {n_cols}")
-    nz = mu.shape[0]
-    out = xp.empty((geom.n_views, nz, geom.n_depth, n_cols), dtype=xp.float32)
+    nz, ny, nx = mu.shape
+    trans = xp.empty((geom.n_views, int(n_cols), nz), dtype=xp.float32)
     views = xp.arange(geom.n_views, dtype=xp.int64)
     cos_t, sin_t, _, _, centers = geom.arrays(xp)
     if is_device_array(mu):
         from kernels import spect_cuda  # noqa: PLC0415 - lazy: only with device arrays
 
-        spect_cuda.attenuation_factors(mu, views, cos_t, sin_t, centers, float(step_mm), out)
+        spect_cuda.total_transmission(mu, views, cos_t, sin_t, centers, float(step_mm), geom.n_depth, trans)
+        mu_k = mu
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 
-        spect_cpu.attenuation_factors(mu, views, cos_t, sin_t, centers, float(step_mm), out)
-    return out
+        mu_k = np.empty((ny * nx, nz), dtype=np.float32)
+        spect_cpu.to_zlast(mu, mu_k)
+        spect_cpu.total_transmission(mu_k, ny, nx, float(step_mm), views, cos_t, sin_t, centers, geom.n_depth,
+                                     trans)
+    air = (mu.max(axis=0) <= 0).reshape(-1).astype(xp.uint8)
+    from kernels.spect_math import exp_squarings  # noqa: PLC0415
+
+    n_sq = exp_squarings(0.5 * float(step_mm) * float(mu.max()))  # one host sync, once per study
+    return AttenuationModel(mu_k, trans, float(step_mm), (nz, ny, nx), n_sq, air)
 
 
-def forward(image: Any, geom: RotateSumGeometry, views: Any, att: Any | None = None,
+def _device_workspace(xp: Any, workspace: ProjectorWorkspace | None, n_views: int, nz: int, nk: int,
+                      nc: int) -> ProjectorWorkspace:
+    """The caller's device workspace, checked, or a new one (the system model passes its own, so the
+    OSEM loop allocates nothing)."""
+    ws = workspace or ProjectorWorkspace.allocate(xp, n_views, nz, nk, nc)
+    _check_float32("workspace.planes", ws.planes, 4)
+    if ws.planes.shape[0] < n_views or tuple(ws.planes.shape[1:]) != (nz, nk, nc):
+        raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_views, nz, nk, nc)}")
+    _check_scratch("acc", ws.acc, n_views, nz, nc)
+    _check_scratch("tmp", ws.tmp, n_views, nz, nc)
+    return ws
+
+
+def _host_workspace(workspace: ProjectorWorkspace | None, image_shape: tuple, nc: int) -> ProjectorWorkspace:
+    nz, ny, nx = image_shape
+    ws = workspace
+    if ws is None or ws.image_t is None or ws.parts is None:
+        ws = ProjectorWorkspace.allocate(np, 1, nz, 1, nc, (ny, nx))
+    if tuple(ws.image_t.shape) != (ny * nx, nz) or tuple(ws.parts.shape[1:]) != (ny * nx, nz):
+        raise ValueError(f"workspace image_t {tuple(ws.image_t.shape)} / parts {tuple(ws.parts.shape)} do not fit "
+                         f"images {tuple(image_shape)}")
+    return ws
+
+
+def forward(image: Any, geom: RotateSumGeometry, views: Any, att: AttenuationModel | None = None,
             workspace: ProjectorWorkspace | None = None, out: Any | None = None) -> Any:
     """Projections (len(views), nz, n_cols) of ``image`` (nz, ny, nx) for the given views.
 
-    ``att`` (n_views, nz, n_depth, n_cols) holds attenuation factors for all views, or None.
-    ``n_cols`` is taken from ``att``, ``out`` or ``workspace``, else equals nx.
+    ``att`` (:func:`attenuation_model`) attenuates, or None. ``n_cols`` is taken from ``att``,
+    ``out`` or ``workspace``, else equals nx.
     """
     _check_float32("image", image, 3)
     _check_views(views, geom)
-    xp = array_module(image=image, views=views, att=att, out=out)
-    nz, _, nx = image.shape
+    xp = array_module(image=image, views=views, **({} if att is None else {"att.mu": att.mu}), out=out)
+    nz, ny, nx = image.shape
     nc = nx if out is None else out.shape[2]
     if att is not None:
-        _check_att(att, geom.n_views, nz, geom.n_depth, att.shape[3])
-        nc = att.shape[3]
+        nc = att.n_cols
+        _check_att(att, geom, image.shape, nc)
     if out is None:
         out = xp.empty((views.size, nz, nc), dtype=xp.float32)
     _check_float32("out", out, 3)
     if tuple(out.shape) != (views.size, nz, nc):
         raise ValueError(f"out shape {tuple(out.shape)} must be {(views.size, nz, nc)}")
     use_att = att is not None
-    att_arr = att if use_att else _dummy_att(xp, image)
     cos_t, sin_t, var_z, var_c, centers = geom.arrays(xp)
     if is_device_array(image):
         from kernels import spect_cuda  # noqa: PLC0415
 
-        ws = workspace or ProjectorWorkspace.allocate(xp, views.size, nz, 1, nc)
-        _check_scratch("tmp", ws.tmp, views.size, nz, nc)
-        array_module(image=image, **{"workspace.tmp": ws.tmp})
-        spect_cuda.forward_views(image, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers,
-                                 ws.tmp, out)
+        ws = _device_workspace(xp, workspace, views.size, nz, geom.n_depth, nc)
+        array_module(image=image, **{"workspace.planes": ws.planes, "workspace.tmp": ws.tmp})
+        mu = att.mu if use_att else _dummy(xp, image, 3)
+        trans = att.trans_total if use_att else _dummy(xp, image, 3)
+        step, n_sq = (att.step_mm, att.n_sq) if use_att else (1.0, 0)
+        spect_cuda.forward_views(image, mu, trans, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
+                                 ws.planes[:views.size], ws.tmp, out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 
-        spect_cpu.forward_views(image, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers, out)
+        ws = _host_workspace(workspace, image.shape, nc)
+        spect_cpu.to_zlast(image, ws.image_t)
+        mu = att.mu if use_att else _dummy(np, image, 2)
+        trans = att.trans_total if use_att else _dummy(np, image, 3)
+        step = att.step_mm if use_att else 1.0
+        air, n_sq = (att.air, att.n_sq) if use_att else (_AIR_DUMMY, 0)
+        spect_cpu.forward_views(ws.image_t, ny, nx, mu, air, n_sq, trans, use_att, step, views, cos_t, sin_t, var_z, var_c,
+                                centers, out)
     return out
 
 
-def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int, int, int], att: Any | None = None,
-         workspace: ProjectorWorkspace | None = None, out: Any | None = None) -> Any:
+def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int, int, int],
+         att: AttenuationModel | None = None, workspace: ProjectorWorkspace | None = None,
+         out: Any | None = None) -> Any:
     """Adjoint of :func:`forward`: image (nz, ny, nx) = A^T proj; adds into ``out`` when given."""
     _check_float32("proj", proj, 3)
     _check_views(views, geom)
-    xp = array_module(proj=proj, views=views, att=att, out=out)
+    xp = array_module(proj=proj, views=views, **({} if att is None else {"att.mu": att.mu}), out=out)
     n_sub, nz, nc = proj.shape
     if n_sub != views.size:
         raise ValueError(f"proj has {n_sub} views but {views.size} view indices were given")
     if tuple(image_shape)[0] != nz:
         raise ValueError(f"image has {image_shape[0]} slices but projections have {nz} rows")
     if att is not None:
-        _check_att(att, geom.n_views, nz, geom.n_depth, nc)
+        _check_att(att, geom, tuple(image_shape), nc)
     if out is None:
         out = xp.zeros(tuple(image_shape), dtype=xp.float32)
     _check_float32("out", out, 3)
     if tuple(out.shape) != tuple(image_shape):
         raise ValueError(f"out shape {tuple(out.shape)} must be {tuple(image_shape)}")
     nk = geom.n_depth
-    ws = workspace or ProjectorWorkspace.allocate(xp, n_sub, nz, nk, nc)
-    _check_float32("workspace.planes", ws.planes, 4)
-    array_module(proj=proj, **{"workspace.planes": ws.planes})
-    if ws.planes.shape[0] < n_sub or tuple(ws.planes.shape[1:]) != (nz, nk, nc):
-        raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_sub, nz, nk, nc)}")
-    planes = ws.planes[:n_sub]
     use_att = att is not None
-    att_arr = att if use_att else _dummy_att(xp, proj)
+    step = att.step_mm if use_att else 1.0
     cos_t, sin_t, var_z, var_c, centers = geom.arrays(xp)
     if is_device_array(proj):
         from kernels import spect_cuda  # noqa: PLC0415
 
-        _check_scratch("acc", ws.acc, n_sub, nz, nc)
-        _check_scratch("tmp", ws.tmp, n_sub, nz, nc)
-        array_module(proj=proj, **{"workspace.acc": ws.acc, "workspace.tmp": ws.tmp})
-        spect_cuda.back_views(proj, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers,
-                              ws.acc, ws.tmp, planes, out)
+        ws = _device_workspace(xp, workspace, n_sub, nz, nk, nc)
+        array_module(proj=proj, **{"workspace.planes": ws.planes, "workspace.acc": ws.acc, "workspace.tmp": ws.tmp})
+        mu = att.mu if use_att else _dummy(xp, proj, 3)
+        n_sq = att.n_sq if use_att else 0
+        spect_cuda.back_views(proj, mu, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
+                              ws.acc, ws.tmp, ws.planes[:n_sub], out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 
-        spect_cpu.back_views_to_planes(proj, att_arr, use_att, views, var_z, var_c, planes)
-        import numba  # noqa: PLC0415
-
-        spect_cpu.scatter_planes_to_image(planes, views, cos_t, sin_t, centers, 4 * numba.get_num_threads(), out)
+        _, ny, nx = image_shape
+        ws = _host_workspace(workspace, tuple(image_shape), nc)
+        ws.parts.fill(0.0)
+        mu = att.mu if use_att else _dummy(np, proj, 2)
+        air, n_sq = (att.air, att.n_sq) if use_att else (_AIR_DUMMY, 0)
+        spect_cpu.back_views(proj, ny, nx, mu, air, n_sq, use_att, step, views, cos_t, sin_t, var_z, var_c, centers, ws.parts)
+        spect_cpu.add_parts(ws.parts, out)
     return out

@@ -25,9 +25,11 @@ from kernels import spect_projector as sp  # noqa: E402
 
 NZ, NY, NX, NK, NC, N_VIEWS = 3, 7, 7, 9, 8, 6
 STEP_MM = 4.0
-BLOCK_THREADS = 5      # forward / back_planes: one block per view, 5 threads for NZ * NC = 24 elements
-GRID_THREADS = 4       # gather / attenuation: 4 threads x MAX_BLOCKS blocks, grid-stride
+BLOCK_THREADS = 5      # forward_sum / back_planes: one block per view, 5 threads for NZ * NC = 24 elements
+GRID_THREADS = 4       # the ray and voxel kernels: 4 threads x MAX_BLOCKS blocks, grid-stride
 MAX_BLOCKS = 2
+LAUNCH_THREADS = {"forward_sum": BLOCK_THREADS, "back_planes": BLOCK_THREADS, "forward_samples": GRID_THREADS,
+                  "back_attenuate": GRID_THREADS, "gather": GRID_THREADS, "total_transmission": GRID_THREADS}
 
 
 def geometry(rng: np.random.Generator) -> sp.RotateSumGeometry:
@@ -46,13 +48,15 @@ def rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 
 def cuda_forward(x, g, views, att):
+    """The CUDA forward (simulated) with att = (mu (z, y, x), trans_total, n_sq) or None."""
     cos_t, sin_t, var_z, var_c, centers = g.arrays(np)
     out = np.zeros((views.size, NZ, NC), np.float32)
     tmp = np.zeros_like(out)
+    planes = np.zeros((views.size, NZ, NK, NC), np.float32)
     use_att = att is not None
-    att_arr = att if use_att else np.zeros((1, 1, 1, 1), np.float32)
-    spect_cuda.forward_views(x, att_arr, use_att, views, cos_t, sin_t, var_z, var_c, centers, tmp, out,
-                             threads=BLOCK_THREADS)
+    mu, trans, n_sq = att if use_att else (np.zeros((1, 1, 1), np.float32), np.zeros((1, 1, 1), np.float32), 0)
+    spect_cuda.forward_views(x, mu, trans, use_att, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
+                             planes, tmp, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
     return out
 
 
@@ -62,9 +66,9 @@ def cuda_back(y, g, views, att):
     acc = np.zeros((views.size, NZ, NC), np.float32)
     tmp = np.zeros_like(acc)
     planes = np.zeros((views.size, NZ, NK, NC), np.float32)
-    spect_cuda.back_views(np.ascontiguousarray(y), att, True, views, cos_t, sin_t, var_z, var_c, centers,
-                          acc, tmp, planes, out, threads=BLOCK_THREADS, gather_threads=GRID_THREADS,
-                          max_blocks=MAX_BLOCKS)
+    mu, _, n_sq = att
+    spect_cuda.back_views(np.ascontiguousarray(y), mu, True, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c,
+                          centers, acc, tmp, planes, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
     return out
 
 
@@ -84,23 +88,24 @@ def main() -> None:
     g = geometry(rng)
     cos_t, sin_t, _, _, centers = g.arrays(np)
     views = np.arange(N_VIEWS, dtype=np.int64)
-    mu = (rng.random((NZ, NY, NX)) * 0.02).astype(np.float32)
+    mu = (rng.random((NZ, NY, NX)) * 0.15).astype(np.float32)  # half-steps up to 0.3: exp_small squares once
     mu[:, :, :2] = 0.0  # some air: the attenuation step without an exponential
-    att_cuda = np.zeros((N_VIEWS, NZ, NK, NC), np.float32)
-    spect_cuda.attenuation_factors(mu, views, cos_t, sin_t, centers, STEP_MM, att_cuda,
-                                   threads=GRID_THREADS, max_blocks=MAX_BLOCKS)
-    att = sp.attenuation_factors(mu, g, STEP_MM, NC)
-    result: dict[str, float | int] = {"attenuation": rel(att_cuda, att)}
+    trans_cuda = np.zeros((N_VIEWS, NC, NZ), np.float32)
+    spect_cuda.total_transmission(mu, views, cos_t, sin_t, centers, STEP_MM, NK, trans_cuda,
+                                  threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
+    att = sp.attenuation_model(mu, g, STEP_MM, NC)  # the CPU's (z-last mu-map)
+    result: dict[str, float | int] = {"attenuation": rel(trans_cuda, att.trans_total), "n_sq": att.n_sq}
+    att_c = (mu, trans_cuda, att.n_sq)  # the CUDA path's (mu-map as (z, y, x))
 
     x = rng.random((NZ, NY, NX)).astype(np.float32)
-    result["forward"] = rel(cuda_forward(x, g, views, att), sp.forward(x, g, views, att))
+    result["forward"] = rel(cuda_forward(x, g, views, att_c), sp.forward(x, g, views, att))
     sub = np.array([4, 1], dtype=np.int64)
     p_sub = sp.forward(x, g, sub, out=np.empty((sub.size, NZ, NC), np.float32))
     result["forward_no_att_subset"] = rel(cuda_forward(x, g, sub, None), p_sub)
     y = rng.random((N_VIEWS, NZ, NC)).astype(np.float32)
-    b_cuda = cuda_back(y, g, views, att)
+    b_cuda = cuda_back(y, g, views, att_c)
     result["back"] = rel(b_cuda, sp.back(y, g, views, x.shape, att))
-    lhs = float(np.vdot(cuda_forward(x, g, views, att).astype(np.float64), y))
+    lhs = float(np.vdot(cuda_forward(x, g, views, att_c).astype(np.float64), y))
     rhs = float(np.vdot(x.astype(np.float64), b_cuda))
     result["adjoint_cuda"] = abs(lhs - rhs) / abs(lhs)
 
@@ -111,7 +116,7 @@ def main() -> None:
     subsets = [np.array([b, b + 3], dtype=np.int64) for b in range(3)]
     x_cpu = osem(lambda xx, v: sp.forward(xx, g, v, att), lambda yy, v: sp.back(yy, g, v, (NZ, NY, NX), att),
                  data, additive, subsets, 3)
-    x_cuda = osem(lambda xx, v: cuda_forward(xx, g, v, att), lambda yy, v: cuda_back(yy, g, v, att),
+    x_cuda = osem(lambda xx, v: cuda_forward(xx, g, v, att_c), lambda yy, v: cuda_back(yy, g, v, att_c),
                   data, additive, subsets, 3)
     result["osem_3x3"] = rel(x_cuda, x_cpu)
 

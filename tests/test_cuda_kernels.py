@@ -17,19 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _signatures():
-    from numba import types as t
+    """Argument types of every kernel, as the launchers pass them (also used by benchmarks/ptxas_report.py)."""
+    from kernels.spect_cuda import kernel_signatures
 
-    f32_3, f32_4 = t.float32[:, :, ::1], t.float32[:, :, :, ::1]
-    i64, f64, f64_2 = t.int64[::1], t.float64[::1], t.float64[:, ::1]
-    return {
-        "forward": (f32_3, f32_4, t.boolean, i64, f64, f64, f64_2, f64_2, f64, f32_3, f32_3),
-        "back_planes": (f32_3, f32_4, t.boolean, i64, f64_2, f64_2, f32_3, f32_3, f32_4),
-        "gather": (f32_4, i64, f64, f64, f64, f32_3),
-        "attenuation": (f32_3, i64, f64, f64, f64, t.float64, f32_4),
-    }
+    return kernel_signatures()
 
 
-@pytest.mark.parametrize("kernel", ["forward", "back_planes", "gather", "attenuation"])
+@pytest.mark.parametrize("kernel", ["total_transmission", "forward_samples", "forward_sum", "back_planes",
+                                    "back_attenuate", "gather"])
 def test_kernel_compiles_to_ptx_for_hopper(kernel):
     from numba import cuda
 
@@ -39,8 +34,26 @@ def test_kernel_compiles_to_ptx_for_hopper(kernel):
     ptx, _ = cuda.compile_ptx(spect_cuda.KERNEL_BODIES[kernel], _signatures()[kernel], cc=(9, 0))
     assert ".target sm_90" in ptx
     assert ".entry" in ptx
-    if kernel in ("forward", "back_planes"):
+    if kernel in spect_cuda.BLOCK_PER_VIEW:
         assert "bar.sync" in ptx  # the block-wide depth recursion synchronises
+
+
+def test_launch_configuration_fills_a_hopper_gpu_for_the_128_case():
+    """128^3, 120 views, 8 subsets (15 views each): every kernel that moves the sampled bytes (rays, voxels)
+    launches at least 4 blocks per SM of an H100 (132 SMs); only the blur-only recursions run one block per
+    view (they need a whole view plane). Pure arithmetic: no GPU."""
+    from kernels import spect_cuda
+
+    cfg = spect_cuda.launch_config(n_sub_views=15, n_views=120, nz=128, ny=128, nx=128, nc=128)
+    assert set(cfg) == set(spect_cuda.KERNEL_BODIES)
+    for name, (blocks, threads) in cfg.items():
+        assert threads % 32 == 0 and threads <= 1024, name
+        if name in spect_cuda.BLOCK_PER_VIEW:
+            assert blocks == 15, name
+        else:
+            assert blocks >= 4 * 132, (name, blocks)
+    assert cfg["forward_samples"] == (15 * 128 * 128 // 128, 128)
+    assert cfg["gather"] == (128 ** 3 // 256, 256)
 
 
 def test_kernels_package_imports_neither_recon_nor_cupy():
@@ -169,3 +182,66 @@ def test_compiled_math_equals_the_python_functions():
     assert t_nb[1] == pytest.approx(t_py[1]) == pytest.approx(np.exp(-0.3), rel=1e-6)
     assert cm["attenuation_step"](t_nb, 0, 0.0) == 1.0 and t_nb[0] == 1.0
     assert cm["blur_passes"](1.2, 0.3) == sm.blur_passes(1.2, 0.3) == 3
+
+
+def test_every_kernel_fits_an_sm90_multiprocessor_at_its_launch_size():
+    """ptxas (from the nvidia-cuda-nvcc-cu12 wheel) on each kernel's sm_90 PTX: registers x threads per block
+    must leave room for at least one block per SM, or the launch fails on the GPU."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ptxas_report import find_ptxas, report
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas not installed (pip install nvidia-cuda-nvcc-cu12)")
+    r = report()
+    for name, k in r["kernels"].items():
+        assert k["blocks_per_sm"] >= 1, (name, k)
+        assert k["spill_store_bytes"] == 0, (name, k)
+
+
+@pytest.mark.gpu
+def test_cpu_and_gpu_agree_on_the_benchmark_study():
+    """Full size: the benchmark's bone-scan torso (64^3 by default; RECON_PARITY_CASE=128 for 128^3 x 120 views,
+    as benchmarks/gpu_session.sh runs it), attenuation + PSF + TEW: projections and back projections within
+    1e-4 of the CPU path, the OSEM 4 x 8 image within 1e-3 (max |gpu - cpu| / max |cpu|)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.spect_osem import make_study
+    from recon.backend import to_device, to_host
+    from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
+    from recon.spect.system_model import SPECTSystemModel
+
+    case = os.environ.get("RECON_PARITY_CASE", "64")
+    phantom, acq = make_study(case, 1, "cpu")
+    models = {d: SPECTSystemModel(acq.geometry, acq.collimator, acq.photon_energy_kev, phantom.mu_map, True, d)
+              for d in ("cpu", "cuda")}
+    x = np.asarray(phantom.activity.data, dtype=np.float32)
+    p_cpu = models["cpu"].forward(x)
+    p_gpu = to_host(models["cuda"].forward(to_device(x, "cuda")))
+    assert np.abs(p_gpu - p_cpu).max() / np.abs(p_cpu).max() < 1e-4
+    y = np.ascontiguousarray(acq.photopeak_counts, dtype=np.float32)
+    b_cpu = models["cpu"].back(y)
+    b_gpu = to_host(models["cuda"].back(to_device(y, "cuda")))
+    assert np.abs(b_gpu - b_cpu).max() / np.abs(b_cpu).max() < 1e-4
+    images = {d: reconstruct_spect(acq, phantom.mu_map, SPECTReconOptions(4, 8, device=d, progress=False)).data
+              for d in ("cpu", "cuda")}
+    assert np.abs(images["cuda"] - images["cpu"]).max() / np.abs(images["cpu"]).max() < 1e-3
+
+
+def test_exp_small_is_float32_exact_over_the_attenuation_range():
+    """The branch-free exponential of the passes against math.exp, with the squarings exp_squarings chooses:
+    within 3e-7 relative for half-steps m / 2 up to 1/4 (no squaring: every human mu-map at 4.8 mm steps),
+    within 3e-6 up to 4 (mu up to 1.6 /mm; each squaring doubles the float32 rounding)."""
+    import math
+
+    import numba
+
+    from kernels import spect_math as sm
+
+    cm = sm.compile_math(numba.njit)
+    for a in np.concatenate([np.linspace(0.0, 0.25, 26), np.linspace(0.3, 4.0, 38)]):
+        n_sq = sm.exp_squarings(float(a))
+        for arg in (np.float32(-a), np.float32(a)):
+            got = float(cm["exp_small"](arg, n_sq))
+            assert got == pytest.approx(math.exp(float(arg)), rel=3e-7 if a <= 0.25 else 3e-6), (a, n_sq)
+    half, full = cm["attenuation_split"](np.float32(0.2), 0)
+    assert half == pytest.approx(math.exp(-0.1), rel=1e-7) and full == pytest.approx(math.exp(-0.2), rel=2e-7)
+    assert cm["exp_small"](np.float32(0.0), 0) == 1.0  # air: exactly no attenuation

@@ -7,7 +7,9 @@ For view theta the expected photopeak counts are::
 - Rot_theta: bilinear rotation of the image into the view's frame (depth towards
   the detector, columns across);
 - Att_theta: exp(-integral of mu from each voxel to the detector), from a mu-map
-  (1/mm) at the photopeak energy, computed once per study;
+  (1/mm) at the photopeak energy, computed on the fly in every pass (the mu-map is
+  sampled through the image's own rotation taps; only each ray's total transmission is
+  kept, :class:`kernels.spect_projector.AttenuationModel`);
 - PSF_d: the distance-dependent Gaussian collimator-detector response, whose
   variance at distance d from the collimator face, sigma(d)^2, follows the
   collimator geometry (:mod:`recon.data.collimator`). d = R_theta - depth, with
@@ -158,7 +160,7 @@ class SPECTSystemModel:
         self._xp = array_module(to_device(np.zeros(1, np.float32), self.device))
         self.attenuation = None
         if mu_map is not None:
-            self.attenuation = self._attenuation_factors(mu_map)
+            self.attenuation = self._attenuation_model(mu_map)
         self.fov = self._xp.asarray(fov_mask(self.grid).astype(np.float32))[None, :, :]
         self._masked_image = self._xp.empty(self.image_shape, dtype=self._xp.float32)
         self._workspaces: dict[int, projector.ProjectorWorkspace] = {}
@@ -210,7 +212,7 @@ class SPECTSystemModel:
         centers = np.array([(nk - 1) / 2.0, (g.n_cols - 1) / 2.0, (ny - 1) / 2.0, (nx - 1) / 2.0])
         return projector.RotateSumGeometry(np.cos(theta), np.sin(theta), var_z, var_c, centers)
 
-    def _attenuation_factors(self, mu_map: Volume) -> Any:
+    def _attenuation_model(self, mu_map: Volume) -> projector.AttenuationModel:
         if mu_map.unit != "1/mm":
             raise ValueError(f"mu-map unit must be '1/mm', got {mu_map.unit!r}")
         if not mu_map.grid.same_as(self.grid, tol_mm=_GRID_TOLERANCE_MM):
@@ -230,10 +232,11 @@ class SPECTSystemModel:
         body = mu > _BODY_MU_FRACTION_OF_WATER * water
         check_inside_fov(body, self.grid, "the body outline of the mu-map")
         check_orbit_clears_body(body, self.grid, self.geometry)
-        n_bytes = self.geometry.n_views * self.image_shape[0] * self.n_depth * self.geometry.n_cols * 4
-        logger.info("attenuation factors: %d views, %.2f GiB on %s", self.geometry.n_views, n_bytes / 2**30, self.device)
         mu_dev = to_device(np.ascontiguousarray(mu, dtype=np.float32), self.device)
-        return projector.attenuation_factors(mu_dev, self.proj_geometry, self.geometry.pixel_size_mm, self.geometry.n_cols)
+        att = projector.attenuation_model(mu_dev, self.proj_geometry, self.geometry.pixel_size_mm, self.geometry.n_cols)
+        logger.info("attenuation on the fly: %d views, %.1f MiB (mu-map and ray transmissions) on %s",
+                    self.geometry.n_views, att.nbytes / 2**20, self.device)
+        return att
 
     def views_array(self, views: Any | None) -> Any:
         """View indices as an int64 array on this model's device (all views when None), range-checked."""
@@ -249,8 +252,8 @@ class SPECTSystemModel:
         for size, ws in self._workspaces.items():
             if size >= n_views:
                 return ws
-        nz = self.image_shape[0]
-        ws = projector.ProjectorWorkspace.allocate(self._xp, n_views, nz, self.n_depth, self.geometry.n_cols)
+        nz, ny, nx = self.image_shape
+        ws = projector.ProjectorWorkspace.allocate(self._xp, n_views, nz, self.n_depth, self.geometry.n_cols, (ny, nx))
         self._workspaces = {n_views: ws}
         return ws
 
