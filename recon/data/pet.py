@@ -45,9 +45,15 @@ class ScannerPlacement:
         object.__setattr__(self, "patient_position", pos)
         object.__setattr__(self, "table_position_mm", t)
 
+    @property
+    def axis_signs(self) -> tuple[float, float, float]:
+        """(+-1, +-1, +-1): ``lps = axis_signs * scanner + table_position_mm`` per axis (x, y, z); the one
+        table of the project (projector, SSS and attenuation all read it here)."""
+        return _AXIS_SIGNS[self.patient_position]
+
     def to_patient(self, points_mm: np.ndarray) -> np.ndarray:
         """Scanner-frame points (..., 3) -> LPS points (..., 3), float32 (mm)."""
-        signs = np.asarray(_AXIS_SIGNS[self.patient_position], np.float32)
+        signs = np.asarray(self.axis_signs, np.float32)
         return (np.asarray(points_mm, np.float32) * signs + np.asarray(self.table_position_mm, np.float32)).astype(np.float32)
 
     def field_of_view_centre_mm(self) -> tuple[float, float, float]:
