@@ -131,9 +131,11 @@ class ListModeEvents:
         if not np.isfinite(dur) or dur <= 0:
             raise ValueError(f"acquisition_duration_s must be positive (s), got {self.acquisition_duration_s!r}")
         t = np.asarray(self.time_s, np.float64)
-        if t.size and (not np.isfinite(t).all() or t.min() < 0 or t.max() > dur):
+        if t.size and not np.isfinite(t).all():
+            raise ValueError(f"list-mode event times contain {int((~np.isfinite(t)).sum())} NaN or infinite values")
+        if t.size and (t.min() < 0 or t.max() > dur):
             raise ValueError(f"list-mode event times must lie within the acquisition 0..{dur} s, "
-                             f"found {float(np.nanmin(t))}..{float(np.nanmax(t))} s")
+                             f"found {float(t.min())}..{float(t.max())} s")
 
     @property
     def n_events(self) -> int:
