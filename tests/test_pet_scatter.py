@@ -84,6 +84,8 @@ def test_tail_fit_recovers_a_known_scale():
     assert a == pytest.approx(3.0, rel=0.05) and c == pytest.approx(1.0, abs=0.3)
     with pytest.raises(ValueError, match="no tails"):
         fit_tail_scale(s, y, np.zeros(s.shape, bool))
+    # tails below the randoms (noise): never a negative scale, which would make the additive term negative
+    assert fit_tail_scale(s, np.zeros_like(y), mask, bg, method="lsq") == (0.0, 0.0)
 
 
 def test_tail_mask_keeps_lors_outside_the_body():
