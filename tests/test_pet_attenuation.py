@@ -63,6 +63,9 @@ def test_listmode_factors_match_the_sinogram_bins(rng):
     (0.0154 / MU_WATER_511, "1/mm", r"too high for 511 keV .*SPECT energy"),
     (10.0, "1/mm", r"units must be 1/mm, not 1/cm"),
     (1.0, "1/cm", r"^mu_map unit must be '1/mm'"),
+    (0.1, "1/mm", r"^mu_map has no attenuating body .*not at 511 keV in 1/mm"),  # 10 x too low
+    (0.0, "1/mm", r"^mu_map has no attenuating body"),  # empty: attenuation would silently be off
+    (0.75, "1/mm", r"^mu_map is not at 511 keV in 1/mm: .* too low"),
 ])
 def test_mu_maps_not_at_511_kev_in_1_per_mm_are_refused(scale, unit, message):
     mu = _water_cylinder()

@@ -11,7 +11,6 @@ that relation on noise-free data before the command-line tests rely on it.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,12 +76,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     mu = _phantom(GRID).mu_map
     write_volume(mu, d / "mu.h5")
     write_volume(Volume(mu.data * 10.0, mu.grid, "1/mm"), d / "mu_per_cm.h5")  # 1/cm labelled 1/mm
+    write_volume(Volume(mu.data * 0.1, mu.grid, "1/mm"), d / "mu_low.h5")  # 10 x too low: would under-correct
     tof_sim = _simulate(2.0e-8, tof=True, noise=True, seed=11)
     events = events_from_sinogram(tof_sim.sinogram.layout, tof_sim.sinogram.prompts, 300.0,
                                   np.random.default_rng(3))
     write_pet_listmode(ListModeAcquisition(tof_sim.sinogram.layout.scanner, events, info=AcquisitionInfo(start_time=START)),
                        d / "lm.h5")
-    return {"dir": d, "sino": d / "sino.h5", "mu": d / "mu.h5", "mu_cm": d / "mu_per_cm.h5", "lm": d / "lm.h5",
+    return {"dir": d, "sino": d / "sino.h5", "mu": d / "mu.h5", "mu_cm": d / "mu_per_cm.h5", "mu_low": d / "mu_low.h5", "lm": d / "lm.h5",
             "F": _factor(sim), "F_lm": _factor(tof_sim), "n_events": events.n_events}
 
 
@@ -143,13 +143,13 @@ def test_dicom_out_is_read_by_recon_suv(files: dict, tmp_path: Path) -> None:
     assert 0.9 * true_suv < stats["voi"]["max"] < 1.6 * true_suv
 
 
-def _refused(args: list[str], caplog: pytest.LogCaptureFixture, match: str) -> None:
-    caplog.clear()
-    with caplog.at_level(logging.ERROR):
-        assert recon_main(args) == 2
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "\n" not in errors[0], errors
-    assert match in errors[0], errors[0]
+def _refused(args: list[str], capsys: pytest.CaptureFixture[str], match: str) -> None:
+    """Exit 2 and exactly one stderr line ``recon pet: error: ...`` holding ``match`` (recon/cli.py prints it)."""
+    capsys.readouterr()
+    assert recon_main(args) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("recon pet: error: "), lines
+    assert match in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(("extra", "match"), [
@@ -158,17 +158,18 @@ def _refused(args: list[str], caplog: pytest.LogCaptureFixture, match: str) -> N
     (["--mu-map", "MU", "--listmode"], "--listmode needs list-mode input"),
     (["--mu-map", "MU", "--ct", "CTDIR"], "give --mu-map or --ct, not both"),
     (["--mu-map", "MU_CM"], "not 1/cm"),
+    (["--mu-map", "MU_LOW"], "not at 511 keV in 1/mm"),
 ])
-def test_bad_input_one_line_no_output(files: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+def test_bad_input_one_line_no_output(files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       extra: list[str], match: str) -> None:
-    subst = {"MU": str(files["mu"]), "MU_CM": str(files["mu_cm"]), "CTDIR": str(tmp_path)}
+    subst = {"MU": str(files["mu"]), "MU_CM": str(files["mu_cm"]), "MU_LOW": str(files["mu_low"]), "CTDIR": str(tmp_path)}
     out = tmp_path / "r.h5"
     _refused(["pet", str(files["sino"]), "-o", str(out), "--scatter", "none", "--iterations", "1",
-              *[subst.get(a, a) for a in extra]], caplog, match)
+              *[subst.get(a, a) for a in extra]], capsys, match)
     assert not out.exists()
 
 
-def test_tof_refused_on_non_tof_listmode(files: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_tof_refused_on_non_tof_listmode(files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sc = replace(get_pet_scanner("small_test"), name="small_test_nontof", tof_fwhm_ps=0.0, tof_bin_width_ps=0.0,
                  n_tof_bins=1)
     ev = events_from_sinogram(SinogramLayout.for_fov(sc, 200.0), np.ones(SinogramLayout.for_fov(sc, 200.0).shape,
@@ -176,11 +177,11 @@ def test_tof_refused_on_non_tof_listmode(files: dict, tmp_path: Path, caplog: py
     lm = write_pet_listmode(ListModeAcquisition(sc, ev), tmp_path / "nontof_lm.h5")
     out = tmp_path / "r.h5"
     _refused(["pet", str(lm), "-o", str(out), "--tof", "--mu-map", str(files["mu"]), "--scatter", "none"],
-             caplog, "has no time of flight")
+             capsys, "has no time of flight")
     assert not out.exists()
 
 
-def test_spect_file_refused(files: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_spect_file_refused(files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from recon.data import EnergyWindow, SPECTAcquisition, SPECTGeometry, get_collimator  # noqa: PLC0415
     from recon.io.hdf5 import write_projections  # noqa: PLC0415
 
@@ -189,15 +190,15 @@ def test_spect_file_refused(files: dict, tmp_path: Path, caplog: pytest.LogCaptu
                            get_collimator("SY-LEHR"), 10.0)
     spect = write_projections(acq, tmp_path / "spect.h5")
     out = tmp_path / "r.h5"
-    _refused(["pet", str(spect), "-o", str(out), "--mu-map", str(files["mu"]), "--scatter", "none"], caplog,
+    _refused(["pet", str(spect), "-o", str(out), "--mu-map", str(files["mu"]), "--scatter", "none"], capsys,
              "not PET data")
     assert not out.exists()
 
 
-def test_existing_output_needs_overwrite(files: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_existing_output_needs_overwrite(files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.h5"
     out.write_bytes(b"keep")
-    _refused(["pet", str(files["sino"]), "-o", str(out), "--mu-map", str(files["mu"]), *RECON], caplog, "exists")
+    _refused(["pet", str(files["sino"]), "-o", str(out), "--mu-map", str(files["mu"]), *RECON], capsys, "exists")
     assert out.read_bytes() == b"keep"
 
 

@@ -112,3 +112,15 @@ def test_acquisition_hands_over_its_placement_and_records():
     sino = histogram_events(acq, SinogramLayout(get_pet_scanner("small_test"), n_radial=41))
     assert sino.placement.patient_position == "FFS" and sino.patient.weight_kg == 80.0
     assert (sino.frame_start_s, sino.frame_duration_s) == (0.0, 60.0)
+
+
+@pytest.mark.parametrize(("bad_time", "match"), [
+    (np.nan, r"^list-mode event times contain 1 NaN or infinite values$"),
+    (75.0, r"^list-mode event times must lie within the acquisition 0\.\.60\.0 s, found .*\.\.75\.0 s$"),
+])
+def test_event_times_nan_or_outside_the_acquisition_are_named(bad_time, match):
+    ev = _events(n=10, duration=60.0)
+    t = np.asarray(ev.time_s, np.float64).copy()
+    t[-1] = bad_time
+    with pytest.raises(ValueError, match=match):
+        ListModeEvents(ev.scanner_name, ev.detector_a, ev.detector_b, t, 60.0, tof_bin=ev.tof_bin)

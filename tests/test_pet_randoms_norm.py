@@ -135,3 +135,20 @@ def test_normalisation_from_simulated_cylinder_recovers_truth():
     ok = cylinder_chord_lengths_mm(layout, 100.0) >= 20.0
     rel = direct.factors[ok] / truth[ok] - 1
     assert abs(rel.mean()) < 0.01 and np.sqrt(np.mean(rel ** 2)) < 0.25
+
+
+def test_span3_normalisation_is_the_mean_over_merged_ring_pairs():
+    """The convention for span > 1: the projector counts a plane's ring pairs (its weight), so the factor is
+    the MEAN efficiency product (about 1 on every plane, whatever its weight), while randoms are the SUM."""
+    layout = SinogramLayout.for_fov(SCANNER, 200.0, span=3)
+    w = layout.plane_weights()
+    assert w.min() == 1 and w.max() >= 2
+    ones = np.ones(SCANNER.n_crystals)
+    np.testing.assert_allclose(component_normalisation(layout, ones), 1.0, rtol=1e-6)
+    r = randoms_from_singles(layout, ones, 1.0, coincidence_window_ns=1.0)
+    np.testing.assert_allclose(r, 1e-9 * w[None, :, None] * np.ones(layout.shape), rtol=1e-5)
+    counts = simulate_cylinder_scan(layout, ones, 100.0, 0.0096, 1e8, np.random.default_rng(2))
+    est = normalisation_from_cylinder(layout, counts, 100.0, 0.0096).factors
+    for weight in np.unique(w):
+        mean = float(est[:, w == weight, :].mean())
+        assert abs(mean - 1.0) < 0.01, (weight, mean)

@@ -64,8 +64,12 @@ def test_mu_map_must_be_at_511_kev_in_per_mm():
     check_mu_map_511(mu)
     with pytest.raises(ValueError, match="not at 511 keV"):
         check_mu_map_511(Volume(mu.data * 0.0154 / 0.0096, GRID, unit="1/mm"))  # a 140 keV map
-    with pytest.raises(ValueError, match="not at 511 keV"):
+    with pytest.raises(ValueError, match="not 1/cm"):
         check_mu_map_511(Volume(mu.data * 10.0, GRID, unit="1/mm"))  # in 1/cm
+    with pytest.raises(ValueError, match="not at 511 keV in 1/mm"):
+        check_mu_map_511(Volume(mu.data * 0.1, GRID, unit="1/mm"))  # 10 x too low: no body voxel
+    with pytest.raises(ValueError, match="not at 511 keV in 1/mm"):
+        check_mu_map_511(Volume(mu.data * 0.7, GRID, unit="1/mm"))  # body median 0.0067 /mm
 
 
 def test_tail_fit_recovers_a_known_scale():
@@ -80,6 +84,8 @@ def test_tail_fit_recovers_a_known_scale():
     assert a == pytest.approx(3.0, rel=0.05) and c == pytest.approx(1.0, abs=0.3)
     with pytest.raises(ValueError, match="no tails"):
         fit_tail_scale(s, y, np.zeros(s.shape, bool))
+    # tails below the randoms (noise): never a negative scale, which would make the additive term negative
+    assert fit_tail_scale(s, np.zeros_like(y), mask, bg, method="lsq") == (0.0, 0.0)
 
 
 def test_tail_mask_keeps_lors_outside_the_body():

@@ -45,9 +45,15 @@ class ScannerPlacement:
         object.__setattr__(self, "patient_position", pos)
         object.__setattr__(self, "table_position_mm", t)
 
+    @property
+    def axis_signs(self) -> tuple[float, float, float]:
+        """(+-1, +-1, +-1): ``lps = axis_signs * scanner + table_position_mm`` per axis (x, y, z); the one
+        table of the project (projector, SSS and attenuation all read it here)."""
+        return _AXIS_SIGNS[self.patient_position]
+
     def to_patient(self, points_mm: np.ndarray) -> np.ndarray:
         """Scanner-frame points (..., 3) -> LPS points (..., 3), float32 (mm)."""
-        signs = np.asarray(_AXIS_SIGNS[self.patient_position], np.float32)
+        signs = np.asarray(self.axis_signs, np.float32)
         return (np.asarray(points_mm, np.float32) * signs + np.asarray(self.table_position_mm, np.float32)).astype(np.float32)
 
     def field_of_view_centre_mm(self) -> tuple[float, float, float]:
@@ -125,9 +131,11 @@ class ListModeEvents:
         if not np.isfinite(dur) or dur <= 0:
             raise ValueError(f"acquisition_duration_s must be positive (s), got {self.acquisition_duration_s!r}")
         t = np.asarray(self.time_s, np.float64)
-        if t.size and (not np.isfinite(t).all() or t.min() < 0 or t.max() > dur):
+        if t.size and not np.isfinite(t).all():
+            raise ValueError(f"list-mode event times contain {int((~np.isfinite(t)).sum())} NaN or infinite values")
+        if t.size and (t.min() < 0 or t.max() > dur):
             raise ValueError(f"list-mode event times must lie within the acquisition 0..{dur} s, "
-                             f"found {float(np.nanmin(t))}..{float(np.nanmax(t))} s")
+                             f"found {float(t.min())}..{float(t.max())} s")
 
     @property
     def n_events(self) -> int:

@@ -39,11 +39,9 @@ def tof_kernel_of(scanner: PETScanner, n_sigmas: float = DEFAULT_TOF_N_SIGMAS) -
 
 
 def placement_signs_offset(placement: ScannerPlacement) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """(axis signs, offset mm) with patient = signs * scanner + offset, read from ``placement.to_patient``."""
-    pts = placement.to_patient(np.array([[0, 0, 0], [1, 1, 1]], np.float32)).astype(np.float64)
-    offset = pts[0]
-    signs = np.sign(pts[1] - pts[0])
-    return tuple(float(s) for s in signs), tuple(float(o) for o in offset)  # type: ignore[return-value]
+    """(axis signs, offset mm) with patient = signs * scanner + offset (:attr:`ScannerPlacement.axis_signs`)."""
+    return (tuple(float(s) for s in placement.axis_signs),  # type: ignore[return-value]
+            tuple(float(o) for o in placement.table_position_mm))
 
 
 def _image_args(grid: ImageGrid) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

@@ -46,6 +46,7 @@ from kernels.scatter_sss_tof import sss_lors_tof
 from recon.data.grid import Volume
 from recon.data.pet import ScannerPlacement
 from recon.data.pet_sinogram import SinogramLayout
+from recon.pet.attenuation import check_mu_map_511
 from recon.pet.crystal_pairs import ring_pairs
 from recon.pet.energy import PETEnergyWindow, water_mu_table_per_mm
 from recon.pet.scatter_tails import fit_tail_scale, tail_mask
@@ -54,12 +55,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SSSOptions", "ScatterEstimate", "attenuation_factors_from_mu", "check_mu_map_511", "estimate_scatter",
            "fit_tail_scale", "single_scatter_simulation", "tail_mask"]
-
-def _axis_signs(placement: ScannerPlacement) -> np.ndarray:
-    """(3,) +-1: the scanner-to-patient map is ``lps = signs * scanner + table_position``."""
-    origin = placement.to_patient(np.zeros(3)).astype(np.float64)
-    return np.round(np.diag(placement.to_patient(np.eye(3)).astype(np.float64) - origin))
-
 
 TARGET_SCATTER_POINTS = 1500
 """Scatter points aimed at by the default cell size (Watson: a few hundred to a few thousand suffice)."""
@@ -115,7 +110,7 @@ class ScatterEstimate:
 
 def _axis_coefficients(grid, placement: ScannerPlacement) -> np.ndarray:
     """(3, 2): voxel index = a * scanner-frame mm + b for x, y, z (array axes 2, 1, 0)."""
-    signs = _axis_signs(placement)
+    signs = np.asarray(placement.axis_signs, np.float64)
     dz, dy, dx = grid.spacing_mm
     spacing = (dx, dy, dz)
     coef = np.empty((3, 2))
@@ -123,22 +118,6 @@ def _axis_coefficients(grid, placement: ScannerPlacement) -> np.ndarray:
         coef[ax, 0] = signs[ax] / spacing[ax]
         coef[ax, 1] = (placement.table_position_mm[ax] - grid.origin_mm[ax]) / spacing[ax]
     return coef
-
-
-def check_mu_map_511(mu_map: Volume) -> np.ndarray:
-    """The mu-map as float32 host array; refuses one that is not at 511 keV in 1/mm (body voxels'
-    median must be 0.0080-0.0125 /mm: water 0.0096; a 140 keV map has ~0.015, one in 1/cm ~0.1)."""
-    data = np.asarray(mu_map.to_host().data if not isinstance(mu_map.data, np.ndarray) else mu_map.data, np.float32)
-    if (data < 0).any():
-        raise ValueError("mu-map contains negative values")
-    body = data[data > 0.005]
-    if body.size == 0:
-        raise ValueError("mu-map has no attenuating body (no voxel above 0.005 /mm)")
-    med = float(np.median(body))
-    if not 0.0080 <= med <= 0.0125:
-        raise ValueError(f"mu-map is not at 511 keV in 1/mm: body median {med:.4g} /mm, water at 511 keV is 0.0096 /mm "
-                         "(a 140 keV map gives ~0.015, a map in 1/cm ~0.1)")
-    return data
 
 
 def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, threshold: float):
@@ -159,7 +138,7 @@ def _scatter_points(mu: np.ndarray, grid, placement: ScannerPlacement, cell_mm, 
     w = wsum[keep]
     iz, iy, ix = cz[keep] / w, cy[keep] / w, cx[keep] / w
     lps = grid.index_to_mm(np.stack([iz, iy, ix], axis=-1))
-    signs = _axis_signs(placement)
+    signs = np.asarray(placement.axis_signs, np.float64)
     points = (lps - np.asarray(placement.table_position_mm)) * signs
     return np.ascontiguousarray(points, np.float64), w * float(np.prod(spacing))
 

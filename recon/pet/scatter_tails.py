@@ -5,7 +5,11 @@ randoms (minus any unscattered estimate) are scatter, and the scatter estimate i
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["fit_tail_scale", "tail_mask"]
 
@@ -61,6 +65,10 @@ def fit_tail_scale(unscaled: np.ndarray, prompts: np.ndarray, mask: np.ndarray, 
         design = s[:, None]
         theta = np.array([(s * t).sum() / (s * s).sum()])
     if method == "lsq":
+        if theta[0] < 0:  # tails dominated by noisy randoms: a negative scatter would be a negative additive term
+            logger.warning("scatter tail fit: least-squares scale %.4g < 0 (tails hold no scatter above the "
+                           "randoms); scatter set to 0", float(theta[0]))
+            theta = np.array([0.0, float(t.mean())]) if fit_offset else np.array([0.0])
         return float(theta[0]), float(theta[1]) if fit_offset else 0.0
     if method != "ml":
         raise ValueError(f"tail fit method must be 'ml' or 'lsq', got {method!r}")
