@@ -31,6 +31,7 @@ from recon.pet.system_model import PETListModeModel, PETSinogramModel
 logger = logging.getLogger(__name__)
 
 SCATTER_METHODS = ("sss", "none")
+SCATTER_SUBITERATIONS = 16  # OSEM sub-iterations behind each scatter update's image (at least)
 RANDOMS_METHODS = ("delayed", "none")
 
 
@@ -159,9 +160,12 @@ def prepare_model(sino: PETSinogram, mu_map: Volume | None, corrections: Sinogra
     if opts.scatter == "sss":
         from recon.pet.scatter_update import update_scatter  # noqa: PLC0415
 
-        first = OSEMOptions(1, opts.n_subsets, progress=False)
+        # each update's image: at least SCATTER_SUBITERATIONS OSEM updates, continued from the last one (an
+        # image of too few updates has its activity in the wrong place and gives the wrong scatter shape)
+        first = OSEMOptions(max(1, -(-SCATTER_SUBITERATIONS // opts.n_subsets)), opts.n_subsets, progress=False)
+        x = None
         for k in range(int(opts.scatter_iterations)):
-            x = reconstruct(model, sino.prompts, additive, first)
+            x = reconstruct(model, sino.prompts, additive, first, x0=x)
             scatter, scale = update_scatter(model, to_host(x), sino, mu_map, randoms, norm, att)
             additive = scatter if randoms is None else randoms + scatter
             logger.info("scatter estimate %d/%d: scale %.4g, %.3g counts", k + 1, opts.scatter_iterations, scale,

@@ -4,7 +4,8 @@ scatter_i = s * n_i * SSS_i(x_body, mu), with n the normalisation (scattered pho
 crystal efficiencies), x_body the current estimate inside the attenuating body (activity outside it
 is what the first, scatter-free estimates put there to explain the scatter tails), and s fitted on the
 emission tails (LORs that miss the body, so hold no trues): prompts ~ s * n * SSS + randoms there.
-TOF data: the non-TOF scatter is spread evenly over the TOF bins.
+TOF data: the TOF single scatter simulation (:mod:`kernels.scatter_sss_tof`), the tail fit on its sum
+over the TOF bins.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import numpy as np
 from recon.backend import to_host
 from recon.data.grid import Volume
 from recon.data.pet import PETSinogram
-from recon.pet.randoms import spread_over_tof
 from recon.pet.scatter import single_scatter_simulation, tail_mask, fit_tail_scale
 from recon.pet.system_model import PETSinogramModel
 
@@ -34,17 +34,18 @@ def update_scatter(model: PETSinogramModel, image: np.ndarray, sino: PETSinogram
     layout = sino.layout
     body = np.asarray(mu_map.data) > BODY_MU_PER_MM
     activity = Volume(np.where(body, np.asarray(image, np.float32), 0.0).astype(np.float32), model.grid, "Bq/mL")
-    sss = single_scatter_simulation(activity, mu_map, layout, sino.placement)
+    sss = single_scatter_simulation(activity, mu_map, layout, sino.placement, tof=layout.tof)
     if normalisation is not None:
-        sss = sss * np.asarray(normalisation, np.float64)
+        n = np.asarray(normalisation, np.float64)
+        sss = sss * (n[..., None] if layout.tof else n)
+    sss_nt = _non_tof(layout, sss)
     background = None if randoms is None else _non_tof(layout, randoms)
     if attenuation is None:
         from recon.pet.attenuation import attenuation_factors  # noqa: PLC0415
         from recon.pet.projector import SinogramProjector  # noqa: PLC0415
 
         attenuation = to_host(attenuation_factors(SinogramProjector(layout, sino.placement, model.grid, "cpu"), mu_map))
-    mask = tail_mask(np.asarray(attenuation)) & (sss > 0)
+    mask = tail_mask(np.asarray(attenuation)) & (sss_nt > 0)
     prompts = _non_tof(layout, sino.prompts)
-    scale, _ = fit_tail_scale(sss, prompts, mask, background=background)
-    scatter = (scale * sss).astype(np.float32)
-    return np.asarray(spread_over_tof(layout, scatter), np.float32), float(scale)
+    scale, _ = fit_tail_scale(sss_nt, prompts, mask, background=background)
+    return (scale * sss).astype(np.float32), float(scale)

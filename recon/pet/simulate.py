@@ -168,9 +168,10 @@ def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGri
     """Simulate one frame. ``phantom_factory(grid)`` rasterises the phantom (activity Bq/mL at the frame
     start, mu at 511 keV) on the fine grid; ``grid`` is the reconstruction grid the fine grid refines.
 
-    ``scatter_shape`` (non-TOF layout shape) gives the scatter's distribution over bins; it is scaled
-    so that scatter / (trues + scatter) = ``protocol.scatter_fraction``. By default the shape is the
-    single scatter simulation of the phantom rasterised on ``grid`` (times the normalisation).
+    ``scatter_shape`` (the layout's shape, or non-TOF: then spread evenly over the TOF bins) gives the
+    scatter's distribution over bins; it is scaled so that scatter / (trues + scatter) =
+    ``protocol.scatter_fraction``. By default it is the single scatter simulation (TOF for TOF data) of
+    the phantom rasterised on ``grid``, times the normalisation.
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator")
@@ -190,15 +191,19 @@ def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGri
         from recon.pet.scatter import single_scatter_simulation  # noqa: PLC0415
 
         coarse = phantom_factory(grid)
-        scatter_shape = single_scatter_simulation(coarse.activity, coarse.mu_map, nontof_layout, placement) * norm
+        scatter_shape = single_scatter_simulation(coarse.activity, coarse.mu_map, layout, placement, tof=layout.tof)
+        scatter_shape = scatter_shape * (norm[..., None] if layout.tof else norm)
     elif scatter_shape is None:
         scatter_shape = np.zeros(layout.shape[:3])
     scatter_shape = np.asarray(scatter_shape, np.float64)
-    if tuple(scatter_shape.shape) != layout.shape[:3]:
-        raise ValueError(f"scatter_shape has shape {scatter_shape.shape}; expected {layout.shape[:3]}")
+    if tuple(scatter_shape.shape) not in (tuple(layout.shape[:3]), tuple(layout.shape)):
+        raise ValueError(f"scatter_shape has shape {scatter_shape.shape}; expected {layout.shape[:3]} or {layout.shape}")
+    if scatter_shape.shape != tuple(layout.shape):  # a non-TOF shape for TOF data: spread evenly over the bins
+        scatter_shape = np.asarray(spread_over_tof(layout, scatter_shape.astype(np.float32)), np.float64)
     sf = protocol.scatter_fraction
     target = sf / (1.0 - sf) * float(nontof_trues.sum())
-    scatter_nt = (scatter_shape * (target / max(float(scatter_shape.sum()), 1e-30))).astype(np.float32)
+    scatter = (scatter_shape * (target / max(float(scatter_shape.sum()), 1e-30))).astype(np.float32)
+    scatter_nt = scatter.sum(axis=-1) if layout.tof else scatter
     singles = eff * 1.0
     randoms_nt = np.asarray(randoms_from_singles(nontof_layout, singles, protocol.frame_duration_s), np.float64)
     rf = protocol.randoms_fraction
@@ -206,7 +211,6 @@ def simulate_pet(phantom_factory: Callable[[ImageGrid], Phantom], grid: ImageGri
     r_scale = want / max(float(randoms_nt.sum()), 1e-30)
     randoms_nt = (randoms_nt * r_scale).astype(np.float32)
     singles_cps = singles * np.sqrt(r_scale)
-    scatter = np.asarray(spread_over_tof(layout, scatter_nt), np.float32)
     randoms = np.asarray(spread_over_tof(layout, randoms_nt.astype(np.float32)), np.float32)
     mean = trues + scatter + randoms
     if protocol.noise:
