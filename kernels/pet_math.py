@@ -121,6 +121,10 @@ def plane_taps(k: int, sp: int, nq: int, sq: int, u: float, nr: int, sr: int, v:
     v0 = int(vf)
     fu = u - uf
     fv = v - vf
+    if 0 <= u0 and u0 + 1 < nq and 0 <= v0 and v0 + 1 < nr:  # all four taps inside: no clamping (most samples)
+        o = k * sp + u0 * sq + v0 * sr
+        return (o, o + sq, o + sr, o + sq + sr,
+                (1.0 - fu) * (1.0 - fv), fu * (1.0 - fv), (1.0 - fu) * fv, fu * fv)
     wu0 = 1.0 - fu if 0 <= u0 < nq else 0.0
     wu1 = fu if 0 <= u0 + 1 < nq else 0.0
     wv0 = 1.0 - fv if 0 <= v0 < nr else 0.0
