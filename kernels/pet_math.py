@@ -21,12 +21,20 @@ a sample sum to exactly 1 whenever ``[s - n_sigmas sigma, s + n_sigmas sigma]`` 
 range ``[-n w / 2, n w / 2]``: the sum over bins equals the non-TOF projection for activity within
 ``|s| <= n w / 2 - n_sigmas sigma`` of the LOR midpoint (less is lost beyond).
 
+Cost of TOF. The loops go over samples (planes) outside and over the sample's bins inside (the
+bin-outer order, each bin over the planes within its reach, needs a bilinear sample and two erfs per
+(bin, sample) pair and measured 2x slower on the CPU). Bins t and t + 1 share the edge between them,
+so a sample costs one erf per bin edge strictly inside ``(s - n_sigmas sigma, s + n_sigmas sigma)``
+(about ``2 n_sigmas sigma / w``; the two outer edges are clipped to +-erf(n_sigmas / sqrt 2) without
+an erf), and the truncation normalisation is a per-launch constant (:func:`tof_consts`).
+
 Array conventions: images are passed flat (``nz * ny * nx``, index ``(z * ny + y) * nx + x``);
 ``dims = (nx, ny, nz)`` int64; ``geom = (ox, oy, oz, dx, dy, dz)`` float64 (mm); ``tofp =
 (n_bins, bin_width_mm, sigma_mm, n_sigmas)`` float64. Geometry is computed in float64.
 
 Numba's on-disk cache of :mod:`kernels.pet_cpu` checks only that file's time stamp: after editing
-this module, touch ``pet_cpu.py`` (or delete ``kernels/__pycache__``).
+this module, delete ``kernels/__pycache__/pet_cpu.*.nb[ic]`` (touching ``pet_cpu.py`` once left a stale
+``forward_sino`` in use here, so deleting is the safe habit before tests and benchmarks).
 """
 from __future__ import annotations
 
