@@ -1,13 +1,15 @@
 """PET Joseph projector benchmark: forward + back, sinogram (non-TOF, TOF) and list-mode, as JSON.
 
-    python benchmarks/pet_projection.py --device cpu [--views 2] [--events 1000000]
+    python benchmarks/pet_projection.py --device cpu [--views 2] [--events 1000000 10000000] [--repeats 3]
 
 Cases:
   small_test: the 128-crystal x 8-ring test scanner, span 1, all views; image 8 x 64 x 64 of 4 x 3 x 3 mm.
-  biograph_vision_like: span 11, radial bins for a 600 mm FOV, ``--views`` views (a subset; the cost per
-    LOR is what scales); image 100 x 200 x 200 of 2.6 x 3 x 3 mm; list-mode ``--events`` random
-    coincidences inside the FOV (non-TOF and TOF).
-Reported: seconds per call (best of ``--repeats``, after a warm-up that compiles) and ns per LOR / event.
+  biograph_vision_like: span 11, radial bins for a 600 mm FOV, ``--views`` views spread over the half
+    turn (a subset; the cost per LOR is what scales, and the full sinogram is extrapolated from it);
+    image 100 x 200 x 200 of 2.6 x 3 x 3 mm; list-mode with each of ``--events`` random coincidences
+    inside the FOV (non-TOF and TOF).
+Reported: seconds per call (best of ``--repeats`` and all of them, after a warm-up that compiles) and
+ns per LOR / event (best, and the range over the repeats).
 Results go to benchmarks/results/pet_projection_<device>_<processor>.json.
 """
 from __future__ import annotations
@@ -33,14 +35,21 @@ logger = logging.getLogger("benchmarks.pet_projection")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _best(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up (compilation)
-    best = float("inf")
+def _times(fn: Callable[[], Any], repeats: int, warm_up: Callable[[], Any] | None = None) -> list[float]:
+    """Seconds of each of ``repeats`` calls, after one warm-up call (compilation) of ``warm_up`` or ``fn``."""
+    backend.synchronize((warm_up or fn)())
+    out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         backend.synchronize(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _timing(prefix: str, times: list[float], n: int, unit: str) -> dict[str, Any]:
+    ns = [t / n * 1e9 for t in times]
+    return {f"{prefix}_s": min(times), f"{prefix}_s_all": times, f"{prefix}_ns_per_{unit}": min(ns),
+            f"{prefix}_ns_per_{unit}_range": [min(ns), max(ns)]}
 
 
 def _sinogram_case(name: str, layout: SinogramLayout, grid: ImageGrid, views: np.ndarray, device: str,
@@ -49,11 +58,13 @@ def _sinogram_case(name: str, layout: SinogramLayout, grid: ImageGrid, views: np
     x = backend.to_device(rng.random(grid.shape).astype(np.float32), device)
     y = op.apply(x)
     n_lors = int(np.prod(op.out_shape[:3]))
-    fwd = _best(lambda: op.apply(x), repeats)
-    back = _best(lambda: op.adjoint(y), repeats)
-    return {"case": name, "tof": layout.tof, "n_lors": n_lors, "out_shape": list(op.out_shape),
-            "image_shape": list(grid.shape), "forward_s": fwd, "back_s": back,
-            "forward_ns_per_lor": fwd / n_lors * 1e9, "back_ns_per_lor": back / n_lors * 1e9}
+    n_full = layout.n_views * layout.n_planes * layout.n_radial
+    r = {"case": name, "tof": layout.tof, "views": [int(v) for v in views], "n_lors": n_lors,
+         "out_shape": list(op.out_shape), "image_shape": list(grid.shape), "n_lors_full_sinogram": n_full}
+    r.update(_timing("forward", _times(lambda: op.apply(x), repeats), n_lors, "lor"))
+    r.update(_timing("back", _times(lambda: op.adjoint(y), repeats), n_lors, "lor"))
+    r["full_sinogram_forward_back_s_extrapolated"] = (r["forward_ns_per_lor"] + r["back_ns_per_lor"]) * n_full * 1e-9
+    return r
 
 
 def _listmode_case(layout: SinogramLayout, grid: ImageGrid, n_events: int, tof: bool, device: str, repeats: int,
@@ -67,13 +78,14 @@ def _listmode_case(layout: SinogramLayout, grid: ImageGrid, n_events: int, tof: 
     bins = rng.integers(0, sc.n_tof_bins, n_events) if tof else None
     proj = ListModeProjector(layout, ScannerPlacement(), grid, ra * n + ca, rb * n + cb, bins, device)
     op = proj.operator(np.arange(n_events))
+    small = proj.operator(np.arange(min(n_events, 1000)))  # warm-up (compilation) on a few events
     x = backend.to_device(rng.random(grid.shape).astype(np.float32), device)
     y = op.apply(x)
-    fwd = _best(lambda: op.apply(x), repeats)
-    back = _best(lambda: op.adjoint(y), repeats)
-    return {"case": "listmode_" + sc.name, "tof": tof, "n_events": n_events, "image_shape": list(grid.shape),
-            "forward_s": fwd, "back_s": back, "forward_ns_per_event": fwd / n_events * 1e9,
-            "back_ns_per_event": back / n_events * 1e9}
+    ys = small.apply(x)
+    r = {"case": "listmode_" + sc.name, "tof": tof, "n_events": n_events, "image_shape": list(grid.shape)}
+    r.update(_timing("forward", _times(lambda: op.apply(x), repeats, lambda: small.apply(x)), n_events, "event"))
+    r.update(_timing("back", _times(lambda: op.adjoint(y), repeats, lambda: small.adjoint(ys)), n_events, "event"))
+    return r
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,28 +103,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grid = ImageGrid.centered((100, 200, 200), (2.6, 3.0, 3.0))
     for tof in (False, True):
         layout = SinogramLayout.for_fov(vision, 600.0, span=11, tof=tof)
-        views = np.linspace(0, layout.n_views - 1, args.views).astype(np.int64)
+        views = (np.arange(args.views) * layout.n_views // args.views + layout.n_views // (4 * args.views)).astype(
+            np.int64)  # spread over the half turn, none on an axis
         results.append(_sinogram_case("biograph_vision_like_span11", layout, grid, views, device, args.repeats, rng))
         logger.info("%s", results[-1])
-    for tof in (False, True):
-        layout = SinogramLayout.for_fov(vision, 600.0, span=11, tof=tof)
-        results.append(_listmode_case(layout, grid, args.events, tof, device, args.repeats, rng))
-        logger.info("%s", results[-1])
+    for n_events in args.events:
+        for tof in (False, True):
+            layout = SinogramLayout.for_fov(vision, 600.0, span=11, tof=tof)
+            results.append(_listmode_case(layout, grid, n_events, tof, device, args.repeats, rng))
+            logger.info("%s", results[-1])
     info = backend.device_info("cpu")
     if device == "cuda":
         info.update(backend.device_info("cuda"))
     import numba  # noqa: PLC0415
 
     return {"benchmark": "pet_projection", "device": info, "numba_threads": numba.get_num_threads(),
-            "results": results}
+            "repeats": args.repeats, "results": results}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     p.add_argument("--views", type=int, default=2, help="views of the clinical sinogram subset")
-    p.add_argument("--events", type=int, default=1_000_000)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)

@@ -13,7 +13,11 @@ from numba import prange
 
 from kernels import pet_math as pm
 
-_math = pm.compile_math(numba.njit(inline="always"))
+# LLVM fast-math without the no-NaN / no-Inf assumptions (non-finite data stay well defined) and without
+# approximate functions: reassociation and contraction only change float rounding (forward and back
+# remain transposes to rounding; measured 1.2-1.4x on the non-TOF forward, ~1.05x elsewhere).
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+_math = pm.compile_math(numba.njit(inline="always", fastmath=FASTMATH))
 _lor_forward = _math["lor_forward"]
 _lor_back = _math["lor_back"]
 _sinogram_lor = _math["sinogram_lor"]
@@ -21,7 +25,7 @@ _sinogram_lor = _math["sinogram_lor"]
 TOF_ONE = pm.TOF_ONE
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_lors(img, geom, dims, a, b, tof_mode, tofp, tbins, out):
     """out[i, :] = projection of flat ``img`` along LOR a[i] -> b[i] (mm)."""
     for i in prange(a.shape[0]):
@@ -30,7 +34,7 @@ def forward_lors(img, geom, dims, a, b, tof_mode, tofp, tbins, out):
                      tof_mode, tofp, tb, out, i, 1.0)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _reduce_chunks(buf, out):
     """out[j] += sum over rows of buf[:, j] (parallel over voxels, rows in order)."""
     n_chunks, n = buf.shape
@@ -41,7 +45,7 @@ def _reduce_chunks(buf, out):
         out[j] += acc
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _back_lors_chunks(y, geom, dims, a, b, tof_mode, tofp, tbins, buf):
     n_chunks = buf.shape[0]
     n = a.shape[0]
@@ -60,7 +64,7 @@ def back_lors(y, geom, dims, a, b, tof_mode, tofp, tbins, buf, out) -> None:
     _reduce_chunks(buf, out)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def forward_sino(img, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place, tof_mode, tofp, out):
     """out[e, :] for flat (selected view, plane, radial) index e: weighted projection of that sinogram bin."""
     dummy = np.zeros(1, np.int32)
@@ -70,7 +74,7 @@ def forward_sino(img, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, pl
                      plane_w[p] * tx_w[v, r])
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def _back_sino_chunks(y, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place, tof_mode, tofp, buf):
     n_chunks = buf.shape[0]
     n = y.shape[0]

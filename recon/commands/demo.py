@@ -47,8 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-attenuation", action="store_true", help="do not model attenuation")
     p.add_argument("--no-psf", action="store_true", help="do not model the resolution (collimator response / PET PSF)")
     p.add_argument("--scatter", choices=("none", "dew", "tew", "sss"),
-                   help="scatter estimate: SPECT none/dew/tew (default tew); PET none/sss (default sss when "
-                        "recon.pet.scatter is installed, else none)")
+                   help="scatter estimate: SPECT none/dew/tew (default tew); PET none/sss (default sss)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default)")
     p.set_defaults(func=run)
 

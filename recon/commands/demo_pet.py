@@ -13,13 +13,11 @@ as clinics do, reconstructed and quantified (Bq/mL, SUVbw, SUVmax/SUVpeak per le
    same protocol; F (Bq per cps) from its mean (:func:`recon.pet.calibration.calibration_factor_from_cylinder`).
 4. Reconstruction: OSEM with attenuation, normalisation (the simulation's crystal efficiencies, as a
    scanner's normalisation scan gives them), randoms from the delayed coincidences, the resolution
-   model, and scatter by single scatter simulation when ``recon.pet.scatter`` is installed (otherwise
-   none, with a warning: the cylinder calibration then absorbs part of the scatter bias).
+   model, and scatter by single scatter simulation scaled to the tails (``--scatter none`` skips it).
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import time
@@ -87,14 +85,6 @@ def _cylinder_on(grid: ImageGrid) -> Phantom:
     return uniform_cylinder(grid, CYLINDER_RADIUS_MM, length, CYLINDER_BQ_ML, 511.0)
 
 
-def _scatter_method() -> str:
-    if importlib.util.find_spec("recon.pet.scatter") is not None:
-        return "sss"
-    logger.warning("recon.pet.scatter (single scatter simulation) is not installed: reconstructing without "
-                   "scatter correction (the simulated 30 % scatter then biases soft tissue upwards)")
-    return "none"
-
-
 def _simulate(factory: Any, grid: ImageGrid, layout: SinogramLayout, placement: ScannerPlacement,
               rng: np.random.Generator, noise: bool) -> Any:
     from recon.pet.simulate import PETSimulationProtocol, simulate_pet  # noqa: PLC0415
@@ -157,7 +147,7 @@ def run_pet_demo(args: argparse.Namespace, out: Path) -> int:
     existing = [p for p in paths.values() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(f"{existing[0]} exists; pass --overwrite or choose --out")
-    scatter = args.scatter or _scatter_method()
+    scatter = args.scatter or "sss"
     opts = PETReconOptions(3 if args.iterations is None else args.iterations, 8 if args.subsets is None else args.subsets, psf=not args.no_psf, psf_fwhm_mm=psf_mm,
                            attenuation=not args.no_attenuation, scatter=scatter, device=args.device,
                            progress=not args.quiet)
