@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args.verbose = bool(getattr(args, "verbose", False))
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("numba", "distributed", "h5py"):  # their DEBUG output would drown ours under -v
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         return int(args.func(args) or 0)
     except Exception as exc:  # noqa: BLE001 - bad input ends in one line; anything else is a bug and propagates
