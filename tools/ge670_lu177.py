@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from recon.io.dicom import read_ct_series, read_nm  # noqa: PLC0415
     from recon.io.hdf5 import read_volume  # noqa: PLC0415
-    from recon.spect.multibed import active_rows, bed_weights, overlap_agreement, stitched_grid  # noqa: PLC0415
+    from recon.spect.multibed import active_rows, bed_weights, overlap_agreement, row_mask, stitched_grid  # noqa: PLC0415
     from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 "grid_centre_mm": [round(c, 2) for c in v.grid.center_mm],
                 "old_frame_reading_centre_mm": [round(c, 2) for c in old_grid.center_mm],
                 "rows_with_counts": [int(rows[0]), int(rows[-1])],
+                "fully_sensitive_rows": [int(np.nonzero(row_mask(acq))[0][0]), int(np.nonzero(row_mask(acq))[0][-1])],
                 "hot1pct_on_ct_tissue": round(hot_on_tissue(v, ct), 3),
                 "hot1pct_on_ct_tissue_old_reading": round(hot_on_tissue(replace(v, grid=old_grid), ct), 3),
                 "scatter_image_vs_ct_tissue_corr_at_zero_shift": round(r_zero, 3),
@@ -166,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         grids = [vols["bed1"].grid, vols["bed2"].grid]
         target = stitched_grid(grids)
-        profiles = [active_rows(acqs["bed1"]), active_rows(acqs["bed2"])]
-        out["active_rows"] = {n: [int(np.nonzero(p)[0][0]), int(np.nonzero(p)[0][-1])]
+        profiles = [row_mask(acqs["bed1"]), row_mask(acqs["bed2"])]  # what the reconstructions modelled
+        out["fully_sensitive_rows"] = {n: [int(np.nonzero(p)[0][0]), int(np.nonzero(p)[0][-1])]
                               for n, p in zip(("bed1", "bed2"), profiles)}
         w = bed_weights(grids, profiles, target)
         agree = overlap_agreement(vols["bed1"], vols["bed2"], w[0], w[1], target)
