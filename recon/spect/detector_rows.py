@@ -10,9 +10,12 @@ recorded (they come out low, then overshoot).
 
 * rows outside the run of rows with counts (:func:`active_rows`: the share of (view, column) pixels with
   counts, all windows, at least half the highest row's) are outside the field of view;
-* next to such empty rows only (a detector edge), walking inwards, a row whose counts (all windows, summed
-  over views and columns) are below ``PARTIAL_FRACTION`` of the median of the next
-  ``REFERENCE_ROWS`` rows inwards is partially shielded; at most ``MAX_PARTIAL_ROWS`` rows per end.
+* next to such empty rows only (a detector edge), walking inwards from the first row with counts, the rows
+  whose counts (all windows, summed over views and columns) are below ``PARTIAL_FRACTION`` of the
+  reference level are partially shielded, up to the first row that is not and at most
+  ``MAX_PARTIAL_ROWS``; the reference level is the median of the ``REFERENCE_ROWS`` rows just beyond
+  the widest partial edge (rows ``MAX_PARTIAL_ROWS`` to ``MAX_PARTIAL_ROWS + REFERENCE_ROWS - 1`` from
+  the first row with counts). On the GE study: rows 18-20 and 107-109 (10-86 % of the level), both beds.
 
 The mask is a row weight on the projection side of the system model (``y = M (A x) + s``, M diagonal,
 self-adjoint), so OSEM ignores the masked rows; the slices seen only by masked rows get no sensitivity
@@ -65,11 +68,13 @@ def row_mask(acq: SPECTAcquisition) -> np.ndarray:
     for start, step, edge in ((lo, 1, lo > 0), (hi, -1, hi < n - 1)):
         if not edge:
             continue  # the run reaches the end of the matrix: no detector edge seen
+        first_ref = start + step * MAX_PARTIAL_ROWS  # the reference rows lie beyond the widest partial edge
+        ref_rows = [first_ref + step * k for k in range(REFERENCE_ROWS)]
+        if not all(lo <= r <= hi for r in ref_rows):
+            continue  # too few rows to tell an edge
+        level = float(np.median(rows[ref_rows]))
         r = start
-        for _ in range(MAX_PARTIAL_ROWS):
-            inner = rows[r + 1:r + 1 + REFERENCE_ROWS] if step > 0 else rows[max(r - REFERENCE_ROWS, 0):r]
-            if inner.size < REFERENCE_ROWS or rows[r] >= PARTIAL_FRACTION * float(np.median(inner)):
-                break
+        while r != first_ref and rows[r] < PARTIAL_FRACTION * level:
             mask[r] = 0.0
             r += step
     return mask
