@@ -141,7 +141,17 @@ def stitch_beds(volumes: Sequence[Volume], profiles: Sequence[np.ndarray]) -> tu
 
 
 def _smooth(v: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian smoothing (sigma in voxels), edges reflected."""
+    """Separable Gaussian smoothing (sigma in voxels), edges reflected; slices that are all 0 (not
+    reconstructed: outside the detector's fully sensitive rows) are left out (normalised convolution)."""
+    valid = (v != 0).any(axis=tuple(range(1, v.ndim))).astype(np.float64)
+    if v.ndim > 1 and 0 < valid.sum() < valid.size:
+        m = valid.reshape((-1,) + (1,) * (v.ndim - 1))
+        den = _smooth_plain(np.broadcast_to(m, v.shape).copy(), sigma)
+        return np.where(m > 0, _smooth_plain(v * m, sigma) / np.maximum(den, 1e-12), 0.0)
+    return _smooth_plain(v, sigma)
+
+
+def _smooth_plain(v: np.ndarray, sigma: float) -> np.ndarray:
     r = int(np.ceil(3 * sigma))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
