@@ -117,6 +117,12 @@ def frame_convention_centre(path: Path) -> tuple[float, float, float]:
     return tuple(float(v) for v in c)  # type: ignore[return-value]
 
 
+def _device_info(device: str) -> dict:
+    from recon.backend import device_info  # noqa: PLC0415
+
+    return device_info(device)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repository", type=Path, help="local clone or bare git directory of slicer_spect_recon")
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                   str(args.iterations), "--subsets", str(args.subsets), "--overwrite"]
         out: dict = {"study": "GE Discovery NM/CT 670, Lu-177, 2 beds, MEGP, TEW; CT GE Optima CT540",
                      "photopeak": PHOTOPEAK, "iterations": args.iterations, "subsets": args.subsets,
-                     "device": args.device, "seconds": {}}
+                     "device": args.device, "machine": _device_info(args.device), "seconds": {}}
         for name, inputs in (("bed1", [bed1]), ("bed2", [bed2]), ("stitched", [bed1, bed2])):
             out["seconds"][name] = round(_recon(["-q", "spect", *map(str, inputs), "-o", str(work / f"{name}.h5"),
                                                  *common]), 1)
