@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from recon.data.grid import ImageGrid, Volume
+from recon.spect.detector_rows import is_detector_edge
 from recon.spect.multibed import active_rows, row_mask, stitch_beds
 from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect
 from recon.spect.simulate import AcquisitionProtocol, simulate_spect
@@ -17,7 +18,9 @@ NZ, N, D = 40, 32, 6.0
 BED_A, BED_B = slice(0, 24), slice(16, 40)  # 8 slices of overlap
 OPTS = SPECTReconOptions(n_iterations=3, n_subsets=5, attenuation=False, scatter="none", device="cpu",
                          progress=False)
-SHIELDED, OUTSIDE = (20, 21), (22, 23)  # bed A's top: 2 rows at 30 % of their counts, 2 rows outside the field
+# bed A's detector: at each end 2 rows outside the useful field, then 2 rows at 30 % of their counts
+SHIELDED, OUTSIDE = (20, 21), (22, 23)  # top (the end in the overlap with bed B)
+SHIELDED_LOW, OUTSIDE_LOW = (2, 3), (0, 1)  # bottom
 
 
 def _phantom() -> np.ndarray:
@@ -39,8 +42,8 @@ def _shield(acq):  # noqa: ANN001, ANN202
     counts = {}
     for name, c in acq.counts.items():
         c = np.array(c, dtype=np.float32)
-        c[:, list(SHIELDED)] *= 0.3
-        c[:, list(OUTSIDE)] = 0.0
+        c[:, list(SHIELDED + SHIELDED_LOW)] *= 0.3
+        c[:, list(OUTSIDE + OUTSIDE_LOW)] = 0.0
         c[::7, OUTSIDE[0], 5] = 1.0  # a stray count here and there
         counts[name] = c
     return replace(acq, counts=counts)
@@ -62,8 +65,23 @@ def recons() -> dict:
 def test_mask_finds_the_partial_and_outside_rows(recons: dict) -> None:
     assert (row_mask(recons["a"]) == 1.0).all()  # counts on every row: no detector edge
     mask = row_mask(recons["shielded"])
-    assert np.nonzero(mask == 0)[0].tolist() == [*SHIELDED, *OUTSIDE]
-    assert np.nonzero(active_rows(recons["shielded"]) == 0)[0].tolist() == list(OUTSIDE)
+    assert np.nonzero(mask == 0)[0].tolist() == [*OUTSIDE_LOW, *SHIELDED_LOW, *SHIELDED, *OUTSIDE]
+    assert np.nonzero(active_rows(recons["shielded"]) == 0)[0].tolist() == [*OUTSIDE_LOW, *OUTSIDE]
+
+
+def test_an_object_ending_inside_the_field_is_not_a_detector_edge(recons: dict) -> None:
+    a = recons["a"]
+    counts = {}
+    for name, c in a.counts.items():  # empty rows at one end only: the object ends there
+        c = np.array(c, dtype=np.float32)
+        c[:, 20:] = 0.0
+        c[:, 18:20] *= 0.3
+        counts[name] = c
+    assert (row_mask(replace(a, counts=counts)) == 1.0).all()
+    assert is_detector_edge(18, 109, 128)  # the GE 670: rows 18-109 of 128 hold counts
+    assert not is_detector_edge(0, 109, 128) and not is_detector_edge(18, 127, 128)  # one end only
+    assert not is_detector_edge(18, 100, 128)  # unequal empty runs: an object's end
+    assert not is_detector_edge(10, 13, 24)  # a small phantom with empty rows around it
 
 
 def test_normal_projections_are_reconstructed_exactly_as_before(recons: dict) -> None:
@@ -73,11 +91,11 @@ def test_normal_projections_are_reconstructed_exactly_as_before(recons: dict) ->
 
 def test_shielded_rows_do_not_bias_the_slices_they_cover(recons: dict) -> None:
     ra, rs, old = (np.asarray(recons[k].data, np.float64) for k in ("ra", "rs", "rs_old"))
-    assert recons["rs"].metadata["detector_rows"] == [0, SHIELDED[0] - 1]
-    assert (rs[SHIELDED[0]:] == 0).all()  # slices on rows the detector does not see fully are left empty
+    assert recons["rs"].metadata["detector_rows"] == [SHIELDED_LOW[-1] + 1, SHIELDED[0] - 1]
+    assert (rs[SHIELDED[0]:] == 0).all() and (rs[:SHIELDED_LOW[-1] + 1] == 0).all()  # slices not seen fully
     body = ra > 0.2 * ra.max()
     # every slice on a fully sensitive row agrees with the unshielded bed (measured: within 0.2 %)
-    for k in range(SHIELDED[0]):
+    for k in range(SHIELDED_LOW[-1] + 1, SHIELDED[0]):
         assert rs[k][body[k]].mean() == pytest.approx(ra[k][body[k]].mean(), rel=0.01), k
     # without the detector rows, the shielded slices come out far too low and the next one overshoots
     # (measured: 0.14 and 0.28 of the unshielded bed, then 1.18: the bias this fixes)

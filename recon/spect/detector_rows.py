@@ -8,9 +8,14 @@ recorded (they come out low, then overshoot).
 
 :func:`row_mask` classifies each row as fully sensitive (1) or not (0):
 
-* rows outside the run of rows with counts (:func:`active_rows`: the share of (view, column) pixels with
-  counts, all windows, at least half the highest row's) are outside the field of view;
-* next to such empty rows only (a detector edge), walking inwards from the first row with counts, the rows
+* only when the projections show a detector edge (:func:`is_detector_edge`): rows without counts at both
+  ends (:func:`active_rows`: the share of (view, column) pixels with counts, all windows, below half the
+  highest row's), in runs of equal length within 2 rows (a useful field centred on the matrix), around a
+  run of rows with counts at least half the matrix long (the GE 670: 18 empty rows at each end, 92 with
+  counts). Otherwise the mask is all ones: empty rows beyond an object that ends inside the field carry
+  the information that there is no activity there, and its end rows are not partially shielded;
+* the empty rows are outside the field of view;
+* walking inwards from the first row with counts, the rows
   whose counts (all windows, summed over views and columns) are below ``PARTIAL_FRACTION`` of the
   reference level are partially shielded, up to the first row that is not and at most
   ``MAX_PARTIAL_ROWS``; the reference level is the median of the ``REFERENCE_ROWS`` rows just beyond
@@ -31,8 +36,10 @@ from recon.data.spect import SPECTAcquisition
 PARTIAL_FRACTION = 0.9  # an edge row below 90 % of its inner neighbours is partially shielded
 REFERENCE_ROWS = 3  # inner neighbours whose median is the reference level
 MAX_PARTIAL_ROWS = 4  # at most this many partial rows per detector edge (GE 670: 3)
+SYMMETRY_ROWS = 2  # the empty runs at the two ends of a centred useful field differ by at most this (GE 670: 0)
+MIN_FIELD_FRACTION = 0.5  # a useful field spans at least this share of the rows (GE 670: 92 of 128)
 
-__all__ = ["MAX_PARTIAL_ROWS", "PARTIAL_FRACTION", "active_rows", "row_mask"]
+__all__ = ["MAX_PARTIAL_ROWS", "PARTIAL_FRACTION", "active_rows", "is_detector_edge", "row_mask"]
 
 
 def _total(acq: SPECTAcquisition) -> np.ndarray:
@@ -52,6 +59,17 @@ def active_rows(acq: SPECTAcquisition, fraction: float = 0.5) -> np.ndarray:
     return (share >= fraction * share.max()).astype(np.float64)
 
 
+def is_detector_edge(lo: int, hi: int, n_rows: int) -> bool:
+    """Whether the run of rows with counts ``lo``..``hi`` of ``n_rows`` is the detector's useful field of view:
+    rows without counts at both ends, in runs of equal length within ``SYMMETRY_ROWS`` (the useful field is
+    centred on the projection matrix), and the run at least ``MIN_FIELD_FRACTION`` of the rows. An object
+    ending inside the field (a head's top, a phantom with no counts beyond it) leaves empty rows at one end
+    or in unequal runs, and keeps its model unchanged."""
+    below, above = lo, n_rows - 1 - hi
+    return (below > 0 and above > 0 and abs(below - above) <= SYMMETRY_ROWS
+            and hi - lo + 1 >= MIN_FIELD_FRACTION * n_rows)
+
+
 def row_mask(acq: SPECTAcquisition) -> np.ndarray:
     """(n_rows,) float: 1 on the fully sensitive detector rows, 0 on empty rows outside the field of view
     and on the partially shielded rows next to them (module docstring); all ones for projections whose
@@ -61,13 +79,13 @@ def row_mask(acq: SPECTAcquisition) -> np.ndarray:
     if on.size == 0:
         return active
     n = active.size
-    mask = np.zeros(n, dtype=np.float64)
     lo, hi = int(on[0]), int(on[-1])
+    if not is_detector_edge(lo, hi, n):
+        return np.ones(n, dtype=np.float64)  # counts on every row, or an object that ends inside the field
+    mask = np.zeros(n, dtype=np.float64)
     mask[lo:hi + 1] = 1.0  # a row with few counts inside the run is not a detector edge
     rows = _total(acq).sum(axis=(0, 2))
-    for start, step, edge in ((lo, 1, lo > 0), (hi, -1, hi < n - 1)):
-        if not edge:
-            continue  # the run reaches the end of the matrix: no detector edge seen
+    for start, step in ((lo, 1), (hi, -1)):
         first_ref = start + step * MAX_PARTIAL_ROWS  # the reference rows lie beyond the widest partial edge
         ref_rows = [first_ref + step * k for k in range(REFERENCE_ROWS)]
         if not all(lo <= r <= hi for r in ref_rows):
