@@ -94,11 +94,11 @@ def test_shielded_rows_do_not_bias_the_slices_they_cover(recons: dict) -> None:
     assert recons["rs"].metadata["detector_rows"] == [SHIELDED_LOW[-1] + 1, SHIELDED[0] - 1]
     assert (rs[SHIELDED[0]:] == 0).all() and (rs[:SHIELDED_LOW[-1] + 1] == 0).all()  # slices not seen fully
     body = ra > 0.2 * ra.max()
-    # every slice on a fully sensitive row agrees with the unshielded bed (measured: within 0.2 %)
+    # every slice on a fully sensitive row agrees with the unshielded bed (measured: within 0.3 %)
     for k in range(SHIELDED_LOW[-1] + 1, SHIELDED[0]):
         assert rs[k][body[k]].mean() == pytest.approx(ra[k][body[k]].mean(), rel=0.01), k
     # without the detector rows, the shielded slices come out far too low and the next one overshoots
-    # (measured: 0.14 and 0.28 of the unshielded bed, then 1.18: the bias this fixes)
+    # (measured: 0.14 and 0.28 of the unshielded bed, then 1.18 next to them: the bias this fixes)
     for k in SHIELDED:
         assert old[k][body[k]].mean() < 0.6 * ra[k][body[k]].mean(), k
     k = SHIELDED[0] - 1
