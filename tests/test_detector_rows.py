@@ -117,3 +117,25 @@ def test_stitched_shielded_bed_agrees_with_the_unshielded_study(recons: dict) ->
     old, _ = stitch_beds([recons["rs_old"], rb], [active_rows(recons["shielded"]), np.ones(24)])
     off = [abs(old.data[k][body[k]].mean() / truth.data[k][body[k]].mean() - 1) for k in range(16, 24)]
     assert max(off) > 0.05
+
+
+def test_cli_stitches_a_shielded_bed_through_recon_spect(recons: dict, tmp_path) -> None:  # noqa: ANN001
+    from recon.cli import main as recon_main
+    from recon.io.dicom.nm_write import write_nm
+    from recon.io.hdf5 import read_volume
+
+    b = _bed(BED_B, -360.0)
+    files = {name: write_nm(acq, tmp_path / f"{name}.dcm", vendor="ge", n_detectors=1)
+             for name, acq in (("a", recons["a"]), ("s", recons["shielded"]), ("b", b))}
+    cli = ["--no-attenuation", "--scatter", "none", "--iterations", "3", "--subsets", "5", "--device", "cpu", "-q"]
+    out = {}
+    for name, beds, extra in (("truth", ("a", "b"), []), ("fixed", ("s", "b"), []),
+                              ("old", ("s", "b"), ["--no-detector-rows"])):
+        out[name] = tmp_path / f"{name}.h5"
+        assert recon_main(["spect", *(str(files[k]) for k in beds), "-o", str(out[name]), *cli, *extra]) == 0
+    truth, fixed, old = (read_volume(out[k]).data.astype(np.float64) for k in ("truth", "fixed", "old"))
+    body = truth > 0.2 * truth.max()
+    ratio = {k: [v[z][body[z]].mean() / truth[z][body[z]].mean() for z in range(16, 24)]
+             for k, v in (("fixed", fixed), ("old", old))}
+    assert max(abs(r - 1) for r in ratio["fixed"]) < 0.02, ratio
+    assert max(abs(r - 1) for r in ratio["old"]) > 0.05, ratio
