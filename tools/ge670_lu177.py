@@ -11,7 +11,8 @@ Runs ``recon spect`` through the CLI for bed 1, bed 2 (each with the CT) and bot
 measures: placement (fraction of the hottest 1 % of voxels on CT tissue, HU > -300, with our placement
 and with the old "IPP = first pixel of the frame" reading; the CT-to-SPECT shift that maximises the
 correlation of the scatter-window image with the CT tissue mask), and the two beds' agreement in their
-overlap (Pearson correlation and ratio of means). Writes the figures as JSON.
+overlap (Pearson correlation and ratio of means), also for both beds reconstructed without the detector's
+axial field of view (every row at full sensitivity, as before it was modelled). Writes the figures as JSON.
 """
 from __future__ import annotations
 
@@ -116,6 +117,12 @@ def frame_convention_centre(path: Path) -> tuple[float, float, float]:
     return tuple(float(v) for v in c)  # type: ignore[return-value]
 
 
+def _device_info(device: str) -> dict:
+    from recon.backend import device_info  # noqa: PLC0415
+
+    return device_info(device)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repository", type=Path, help="local clone or bare git directory of slicer_spect_recon")
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from recon.io.dicom import read_ct_series, read_nm  # noqa: PLC0415
     from recon.io.hdf5 import read_volume  # noqa: PLC0415
-    from recon.spect.multibed import active_rows, bed_weights, overlap_agreement, stitched_grid  # noqa: PLC0415
+    from recon.spect.multibed import active_rows, bed_weights, overlap_agreement, row_mask, stitched_grid  # noqa: PLC0415
     from recon.spect.reconstruct import SPECTReconOptions, reconstruct_spect  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                   str(args.iterations), "--subsets", str(args.subsets), "--overwrite"]
         out: dict = {"study": "GE Discovery NM/CT 670, Lu-177, 2 beds, MEGP, TEW; CT GE Optima CT540",
                      "photopeak": PHOTOPEAK, "iterations": args.iterations, "subsets": args.subsets,
-                     "device": args.device, "seconds": {}}
+                     "device": args.device, "machine": _device_info(args.device), "seconds": {}}
         for name, inputs in (("bed1", [bed1]), ("bed2", [bed2]), ("stitched", [bed1, bed2])):
             out["seconds"][name] = round(_recon(["-q", "spect", *map(str, inputs), "-o", str(work / f"{name}.h5"),
                                                  *common]), 1)
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 "grid_centre_mm": [round(c, 2) for c in v.grid.center_mm],
                 "old_frame_reading_centre_mm": [round(c, 2) for c in old_grid.center_mm],
                 "rows_with_counts": [int(rows[0]), int(rows[-1])],
+                "fully_sensitive_rows": [int(np.nonzero(row_mask(acq))[0][0]), int(np.nonzero(row_mask(acq))[0][-1])],
                 "hot1pct_on_ct_tissue": round(hot_on_tissue(v, ct), 3),
                 "hot1pct_on_ct_tissue_old_reading": round(hot_on_tissue(replace(v, grid=old_grid), ct), 3),
                 "scatter_image_vs_ct_tissue_corr_at_zero_shift": round(r_zero, 3),
@@ -166,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         grids = [vols["bed1"].grid, vols["bed2"].grid]
         target = stitched_grid(grids)
-        profiles = [active_rows(acqs["bed1"]), active_rows(acqs["bed2"])]
-        out["active_rows"] = {n: [int(np.nonzero(p)[0][0]), int(np.nonzero(p)[0][-1])]
+        profiles = [row_mask(acqs["bed1"]), row_mask(acqs["bed2"])]  # what the reconstructions modelled
+        out["fully_sensitive_rows"] = {n: [int(np.nonzero(p)[0][0]), int(np.nonzero(p)[0][-1])]
                               for n, p in zip(("bed1", "bed2"), profiles)}
         w = bed_weights(grids, profiles, target)
         agree = overlap_agreement(vols["bed1"], vols["bed2"], w[0], w[1], target)
@@ -180,6 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         out["overlap_if_bed2_were_upside_down"] = {k: round(float(agree_f[k]), 4)
                                                   for k in ("correlation_smoothed", "mean_ratio_smoothed")}
         out["stitched_shape_zyx"] = list(vols["stitched"].grid.shape)
+        # before the detector's axial field of view was modelled: both beds with every row at full sensitivity
+        from recon.commands.spect import load_input  # noqa: PLC0415
+
+        old = []
+        for path in (bed1, bed2):
+            acq, mu = load_input(path, ct_dir, None, photopeak=PHOTOPEAK, radionuclide=None, energy_kev=None)
+            old.append(reconstruct_spect(acq, mu, SPECTReconOptions(
+                n_iterations=args.iterations, n_subsets=args.subsets, device=args.device, progress=False,
+                detector_rows=False)))
+        out["without_detector_rows"] = {}
+        for tag, weights in (("overlap", w), ("overlap_with_end_slices", w0)):
+            a = overlap_agreement(old[0], old[1], weights[0], weights[1], target)
+            out["without_detector_rows"][tag] = {k: round(float(x), 4) for k, x in a.items()}
+        wa = bed_weights(grids, [active_rows(acqs["bed1"]), active_rows(acqs["bed2"])], target)
+        a = overlap_agreement(old[0], old[1], wa[0], wa[1], target)
+        out["without_detector_rows"]["overlap_as_stitched_then"] = {k: round(float(x), 4) for k, x in a.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_name(args.out.name + ".partial")
     tmp_out.write_text(json.dumps(out, indent=2) + "\n")

@@ -55,6 +55,10 @@ def add_recon_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subsets", type=int, default=8, help="OSEM subsets, interleaved views (default 8)")
     p.add_argument("--no-attenuation", action="store_true", help="do not model attenuation")
     p.add_argument("--no-psf", action="store_true", help="do not model the collimator-detector response")
+    p.add_argument("--no-detector-rows", action="store_true",
+                   help="model every detector row at full sensitivity (default: where the projections show the "
+                        "detector's axial edge, rows outside its useful field and partially shielded edge rows are "
+                        "left out; docs/multibed.md)")
     p.add_argument("--scatter", choices=("none", "dew", "tew"), default="tew", help="scatter estimate (default tew)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default)")
 
@@ -63,6 +67,7 @@ def options_from_args(args: argparse.Namespace) -> SPECTReconOptions:
     return SPECTReconOptions(
         n_iterations=args.iterations, n_subsets=args.subsets, attenuation=not args.no_attenuation,
         psf=not args.no_psf, scatter=args.scatter, device=args.device, progress=not args.quiet,
+        detector_rows=not getattr(args, "no_detector_rows", False),
     )
 
 

@@ -18,7 +18,7 @@ from recon.io.hdf5 import write_volume
 from recon.io.nifti import write_nifti
 from recon.quant.calibration import calibrate
 from recon.quant.suv import suv_volume
-from recon.spect.multibed import active_rows, overlap_agreement, stitch_beds
+from recon.spect.multibed import active_rows, overlap_agreement, row_mask, stitch_beds
 from recon.spect.reconstruct import reconstruct_spect
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,9 @@ def run_beds(args: argparse.Namespace) -> int:
                 volume = Volume(volume.data * scale, volume.grid, volume.unit, volume.metadata,
                                 volume.frame_of_reference_uid)
         volumes.append(volume)
-    stitched, weights = stitch_beds(volumes, [active_rows(acq) for acq, _ in beds])
+    # a bed's axial sensitivity: its fully sensitive detector rows, the ones its reconstruction modelled
+    profiles = [row_mask(acq) if opts.detector_rows else active_rows(acq) for acq, _ in beds]
+    stitched, weights = stitch_beds(volumes, profiles)
     for b in range(len(volumes) - 1):
         agree = overlap_agreement(volumes[b], volumes[b + 1], weights[b], weights[b + 1], stitched.grid)
         if agree["n_slices"]:

@@ -10,11 +10,11 @@ z onto it. A stitched slice is the weighted mean
 
 with w_b(z) = a_b(z) t_b(z):
 
-* a_b(z), the bed's axial sensitivity: 1 on detector rows where the share of
-  pixels with counts (all windows and views) is at least half the highest
-  row's, 0 on the others (outside the detector's useful field of view: the GE
-  670's 128 rows hold counts on 92 of them, the rest only stray counts) and
-  outside the bed; interpolated linearly along z;
+* a_b(z), the bed's axial sensitivity: 1 on the detector rows its
+  reconstruction modelled as fully sensitive (:func:`row_mask`: rows outside the
+  useful field of view, which hold only stray counts, and the partially shielded
+  rows at its edge are 0; the GE 670's 128 rows hold counts on 18-109, fully on
+  21-106) and 0 outside the bed; interpolated linearly along z;
 * t_b(z), a linear taper over each overlap of the active ranges of two beds,
   less ``EDGE_SLICES`` (3) end slices of each bed on that side (fewer when the
   overlap is short: at least a third of it remains), whose values carry the
@@ -38,27 +38,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from recon.data.grid import ImageGrid, Volume
-from recon.data.spect import SPECTAcquisition
+from recon.spect.detector_rows import active_rows, row_mask
 
 logger = logging.getLogger(__name__)
 
 EDGE_SLICES = 3  # end slices of a bed next to another bed left out: about the collimator response's width
 
-__all__ = ["active_rows", "bed_weights", "overlap_agreement", "stitch_beds", "stitched_grid"]
-
-
-def active_rows(acq: SPECTAcquisition, fraction: float = 0.5) -> np.ndarray:
-    """(n_rows,) float: the bed's axial sensitivity profile on its projection rows (= volume slices, +z
-    order): 1 on rows where the share of (view, column) pixels with counts, all windows summed, is at least
-    ``fraction`` of the highest row's share, else 0. Rows outside the detector's useful field of view hold
-    only stray counts (the GE 670: about 1 % of their pixels, against 60-87 % inside)."""
-    total = np.zeros(acq.counts[acq.windows[0].name].shape, dtype=np.float64)
-    for w in acq.windows:
-        total += np.asarray(acq.counts[w.name], dtype=np.float64)
-    share = (total > 0).mean(axis=(0, 2))
-    if share.max() <= 0:
-        return np.zeros_like(share)
-    return (share >= fraction * share.max()).astype(np.float64)
+__all__ = ["active_rows", "bed_weights", "overlap_agreement", "row_mask", "stitch_beds", "stitched_grid"]
 
 
 def stitched_grid(grids: Sequence[ImageGrid]) -> ImageGrid:
@@ -155,7 +141,17 @@ def stitch_beds(volumes: Sequence[Volume], profiles: Sequence[np.ndarray]) -> tu
 
 
 def _smooth(v: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian smoothing (sigma in voxels), edges reflected."""
+    """Separable Gaussian smoothing (sigma in voxels), edges reflected; slices that are all 0 (not
+    reconstructed: outside the detector's fully sensitive rows) are left out (normalised convolution)."""
+    valid = (v != 0).any(axis=tuple(range(1, v.ndim))).astype(np.float64)
+    if v.ndim > 1 and 0 < valid.sum() < valid.size:
+        m = valid.reshape((-1,) + (1,) * (v.ndim - 1))
+        den = _smooth_plain(np.broadcast_to(m, v.shape).copy(), sigma)
+        return np.where(m > 0, _smooth_plain(v * m, sigma) / np.maximum(den, 1e-12), 0.0)
+    return _smooth_plain(v, sigma)
+
+
+def _smooth_plain(v: np.ndarray, sigma: float) -> np.ndarray:
     r = int(np.ceil(3 * sigma))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()

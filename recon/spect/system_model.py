@@ -2,7 +2,7 @@
 
 For view theta the expected photopeak counts are::
 
-    y_theta = PSF_d . Att_theta . Rot_theta x  (+ s_theta, the additive scatter term)
+    y_theta = M . PSF_d . Att_theta . Rot_theta x  (+ s_theta, the additive scatter term)
 
 - Rot_theta: bilinear rotation of the image into the view's frame (depth towards
   the detector, columns across);
@@ -13,7 +13,11 @@ For view theta the expected photopeak counts are::
 - PSF_d: the distance-dependent Gaussian collimator-detector response, whose
   variance at distance d from the collimator face, sigma(d)^2, follows the
   collimator geometry (:mod:`recon.data.collimator`). d = R_theta - depth, with
-  R_theta the radius of rotation of that view, so non-circular orbits are exact.
+  R_theta the radius of rotation of that view, so non-circular orbits are exact;
+- M: the detector's axial (row) sensitivity, a diagonal weight per projection row
+  (:mod:`recon.spect.detector_rows`: 0 on rows outside the useful field of view or
+  partially shielded), applied as an :class:`~recon.algorithms.operators.ElementwiseMultiply`
+  on the projection side; absent (the identity, not a multiplication by ones) by default.
 
 x is in counts per voxel over the acquisition of one view ("counts"): the sum of
 a projection equals the sum of the attenuated image. Quantification to Bq/mL
@@ -27,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from kernels import spect_projector as projector
+from recon.algorithms.operators import ElementwiseMultiply, compose
 from recon.backend import array_module, resolve_device, to_device, to_host
 from recon.data.collimator import Collimator
 from recon.data.grid import ImageGrid, Volume
@@ -131,7 +136,9 @@ class SPECTSystemModel:
     collimator-detector response, ``device``, and ``grid``: the reconstruction grid in
     patient space (LPS, mm), with the shape and spacing the projections define (default
     ``geometry.image_grid()``, centred on the origin). The grid's centre is on the
-    rotation axis; only its placement in patient space comes from ``grid``.
+    rotation axis; only its placement in patient space comes from ``grid``. ``row_weights``
+    (n_rows,), each in [0, 1]: the detector's axial sensitivity M (module docstring); None or all
+    ones: no weighting.
     """
 
     def __init__(
@@ -143,6 +150,7 @@ class SPECTSystemModel:
         psf: bool = True,
         device: str = "auto",
         grid: ImageGrid | None = None,
+        row_weights: Any | None = None,
     ) -> None:
         self.geometry = geometry
         self.collimator = collimator
@@ -165,6 +173,20 @@ class SPECTSystemModel:
         self._masked_image = self._xp.empty(self.image_shape, dtype=self._xp.float32)
         self._workspaces: dict[int, projector.ProjectorWorkspace] = {}
         self._all_views = self._xp.arange(geometry.n_views, dtype=self._xp.int64)
+        self.row_weights = self._row_weights(row_weights)
+
+    def _row_weights(self, row_weights: Any | None) -> Any | None:
+        if row_weights is None:
+            return None
+        w = np.asarray(to_host(row_weights), dtype=np.float64)
+        if w.shape != (self.geometry.n_rows,):
+            raise ValueError(f"row_weights must have one value per detector row ({self.geometry.n_rows}), got shape "
+                             f"{w.shape}")
+        if not np.isfinite(w).all() or w.min() < 0 or w.max() > 1:
+            raise ValueError("row_weights must lie in [0, 1] (the detector's relative axial sensitivity)")
+        if (w == 1.0).all():
+            return None  # the normal case: the model stays exactly the unweighted one
+        return self._xp.asarray(w.astype(np.float32)[None, :, None])
 
     @property
     def xp(self) -> Any:
@@ -262,15 +284,19 @@ class SPECTSystemModel:
 
         Only the reconstruction circle (:func:`fov_mask`) is projected, the same in every view.
         """
-        return self._forward_views(image, self.views_array(views))
+        return self.subset_operator(views).apply(image)
 
     def back(self, proj: Any, views: Any | None = None) -> Any:
         """Adjoint of :meth:`forward`: image (z, y, x), zero outside the reconstruction circle."""
-        return self._back_views(proj, self.views_array(views))
+        return self.subset_operator(views).adjoint(proj)
 
-    def subset_operator(self, views: Any) -> "SPECTViewsOperator":
-        """The linear operator restricted to ``views`` (checked and moved to the device once)."""
-        return SPECTViewsOperator(self, self.views_array(views))
+    def subset_operator(self, views: Any) -> Any:
+        """The linear operator restricted to ``views`` (checked and moved to the device once): the
+        projector, times the row weights M when the model has them."""
+        op = SPECTViewsOperator(self, self.views_array(views))
+        if self.row_weights is None:
+            return op
+        return compose(ElementwiseMultiply(self.row_weights, shape=op.out_shape), op)
 
     def _forward_views(self, image: Any, views_dev: Any) -> Any:
         if tuple(image.shape) != self.image_shape:
