@@ -228,8 +228,11 @@ def single_scatter_simulation(activity: Volume, mu_map: Volume, layout: Sinogram
     fa = first[np.ix_(view_samples, radial_samples)]
     sb = second[np.ix_(view_samples, radial_samples)]
     shape = (view_samples.size, n_rs, n_rs, radial_samples.size)
-    ca = np.broadcast_to(fa[:, None, None, :], shape).ravel().astype(np.float64)
-    cb = np.broadcast_to(sb[:, None, None, :], shape).ravel().astype(np.float64)
+    # the kernels place crystal c at 2 pi c / cpr; a scanner whose crystal 0 is not on +x (PETSIRD) is
+    # handled by a fractional index shift (the angle tables are periodic and start at 0)
+    shift = np.deg2rad(float(sc.first_crystal_angle_deg)) * cpr / (2.0 * np.pi)
+    ca = np.broadcast_to(fa[:, None, None, :], shape).ravel().astype(np.float64) + shift
+    cb = np.broadcast_to(sb[:, None, None, :], shape).ravel().astype(np.float64) + shift
     ma = np.broadcast_to(np.arange(n_rs)[None, :, None, None], shape).ravel().astype(np.int64)
     mb = np.broadcast_to(np.arange(n_rs)[None, None, :, None], shape).ravel().astype(np.int64)
     area = 2.0 * np.pi * sc.lor_radius_mm / cpr * sc.ring_spacing_mm

@@ -107,11 +107,12 @@ def _sub_lor_offsets(layout: SinogramLayout, rays_per_side: int) -> list[tuple[n
     sc = layout.scanner
     first, second = layout.crystal_pairs()
     ang = 2.0 * np.pi / sc.crystals_per_ring
+    angle0 = np.deg2rad(float(sc.first_crystal_angle_deg))
     k = rays_per_side
     frac = (np.arange(k) + 0.5) / k - 0.5  # centres of k strata across the face
     out = []
-    tan_first = np.stack([-np.sin(first * ang), np.cos(first * ang), np.zeros(first.shape)], axis=-1)
-    tan_second = np.stack([-np.sin(second * ang), np.cos(second * ang), np.zeros(second.shape)], axis=-1)
+    tan_first = np.stack([-np.sin(angle0 + first * ang), np.cos(angle0 + first * ang), np.zeros(first.shape)], axis=-1)
+    tan_second = np.stack([-np.sin(angle0 + second * ang), np.cos(angle0 + second * ang), np.zeros(second.shape)], axis=-1)
     for ua in frac:
         for ub in frac:
             za = ua * sc.crystal_axial_mm
