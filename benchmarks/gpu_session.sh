@@ -6,7 +6,8 @@
 #   benchmarks/gpu_session.sh --pytomography   # also PyTomography on the same study (needs torch + pytomography)
 #   benchmarks/gpu_session.sh --cpu-dry-run    # the same steps on the CPU (no install, no GPU): checks the script
 #
-# Steps: 1. pip install -e '.[gpu]' (GPU mode only); 2. registers / shared memory / sm_90 occupancy of every
+# Steps: 1. install (GPU mode only): wheels carried in .whl/ if any, then the project (without its gpu extra
+# where CuPy is already installed, e.g. an image with cupy-cuda13x); 2. registers / shared memory / sm_90 occupancy of every
 # kernel from ptxas; 3. tests: the CUDA kernel tests (PTX, launch sizes, simulator parity) and, on a GPU, the
 # GPU tests with the full-size 128^3 CPU/GPU parity; 4. the 64 and 128 OSEM benchmarks; 5. session.json with
 # the step times. Output: benchmarks/results/gpu_session_<cuda|cpu>_<date>/. PYTHON selects the interpreter.
@@ -34,12 +35,24 @@ step() {  # step NAME COMMAND...: run, record wall seconds and exit status, keep
   "$@" || rc=$?
   printf '%s\t%d\t%d\n' "$name" "$((SECONDS - t0))" "$rc" >> "$STEPS"
 }
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout itself, installed or not
+install() {  # wheels carried in .whl/ (no network on a lent GPU machine), then the project
+  if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile .whl/*.whl || return 1
+  fi
+  if "$PY" -c "import cupy" 2> /dev/null; then  # an image with CuPy for its own CUDA (e.g. cupy-cuda13x)
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e . || return 1
+  else
+    "$PY" -m pip install -q -e '.[gpu]' || return 1
+  fi
+  "$PY" -c "import cupy, numba.cuda, h5py, pydicom, recon"  # fails naming the first missing package
+}
 if [ "$MODE" = cuda ]; then
-  step install "$PY" -m pip install -q -e '.[gpu]'
+  step install install
   step gpu_check "$PY" -c "from recon.backend import device_info; print(device_info('cuda'))"
 fi
 step ptxas "$PY" benchmarks/ptxas_report.py --out "$OUT/ptxas_sm90.json"
-step tests_cuda_kernels "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py
+step tests_cuda_kernels "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_kernels.py tests/test_spect_band.py
 if [ "$MODE" = cuda ]; then
   step tests_gpu_full_size env RECON_PARITY_CASE=128 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/
 fi

@@ -6,7 +6,7 @@ Each kernel of :mod:`kernels.spect_cuda` is compiled to PTX for compute capabili
 ``numba.cuda.compile_ptx`` (the argument types of ``kernel_signatures()``), then assembled by
 ``ptxas -arch=sm_90 -c -v`` (relocatable: numba links its reshape helper at load time) from the ``nvidia-cuda-nvcc-cu12`` wheel (found through the installed
 package, or ``ptxas`` on PATH), whose report gives registers per thread, static shared memory and
-spill bytes. Occupancy follows the CUDA occupancy rules for sm_90 (H100/H200): 65536 registers
+spill bytes; the dynamic shared memory of the 128 case comes from ``spect_cuda.shared_bytes``. Occupancy follows the CUDA occupancy rules for sm_90 (H100/H200): 65536 registers
 per SM allocated per warp in units of 256, at most 64 warps, 32 blocks and 228 KB of shared
 memory per SM (1 KB reserved per block), with the launch sizes of ``launch_config``.
 """
@@ -93,8 +93,10 @@ def report(ptxas: str | None = None) -> dict[str, Any]:
             smem = re.search(r"(\d+) bytes smem", text)
             spill = re.search(r"(\d+) bytes spill stores", text)
             blocks, threads = launch[name]
-            entry = {"registers": regs, "shared_memory_bytes": int(smem.group(1)) if smem else 0,
-                     "spill_store_bytes": int(spill.group(1)) if spill else 0,
+            static = int(smem.group(1)) if smem else 0
+            dynamic = spect_cuda.shared_bytes(name, nz=128, nc=128)
+            entry = {"registers": regs, "shared_memory_bytes": static + dynamic, "static_shared_bytes": static,
+                     "dynamic_shared_bytes_128_case": dynamic, "spill_store_bytes": int(spill.group(1)) if spill else 0,
                      "blocks_128_case": blocks, "threads_per_block": threads}
             entry.update(occupancy_sm90(regs, entry["shared_memory_bytes"], threads))
             out["kernels"][name] = entry

@@ -128,7 +128,7 @@ def roofline(model: SPECTSystemModel, args: argparse.Namespace, measured: dict[s
 
     nz, ny, nx = model.image_shape
     r = osem_roofline(model.geometry.n_views, args.subsets, args.iterations, nz, ny, nx, model.n_depth,
-                      model.geometry.n_cols, model.attenuation is not None)
+                      model.geometry.n_cols, model.attenuation is not None, model.psf)
     r["measured_seconds"] = {"forward_all_views": measured["forward_all_views"],
                              "back_all_views": measured["back_all_views"],
                              "osem_end_to_end": measured["osem_end_to_end"]}

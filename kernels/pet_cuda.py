@@ -6,7 +6,7 @@ per-element math is :mod:`kernels.pet_math`, the same functions the CPU path com
 
 Work decomposition: one thread per LOR / event / sinogram bin, grid-stride loop over a 1-D grid of
 many blocks (:func:`kernels.pet_projector.cuda_launch_config`), so any launch size gives the same
-result. Back projection adds into the image with float32 atomics (the order of additions, hence the
+result; launched through :mod:`kernels.cuda_launch` (the arrays' stream, no host syncs). Back projection adds into the image with float32 atomics (the order of additions, hence the
 last bits, may vary between runs).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from numba import cuda
 
 from kernels import pet_math as pm
+from kernels.cuda_launch import launch
 from kernels.pet_projector import cuda_launch_config
 
 
@@ -75,23 +76,23 @@ back_sino_kernel = cuda.jit(back_sino_body)
 
 def forward_lors(img, geom, dims, a, b, tof_mode, tofp, tbins, out, threads=256, n_sm=132, blocks_per_sm=32):
     blocks, threads = cuda_launch_config(a.shape[0], threads, n_sm, blocks_per_sm)
-    forward_lors_kernel[blocks, threads](img, geom, dims, a, b, tof_mode, tofp, tbins, out)
+    launch(forward_lors_kernel, blocks, threads, (img, geom, dims, a, b, tof_mode, tofp, tbins, out))
 
 
 def back_lors(y, geom, dims, a, b, tof_mode, tofp, tbins, out, threads=256, n_sm=132, blocks_per_sm=32):
     blocks, threads = cuda_launch_config(a.shape[0], threads, n_sm, blocks_per_sm)
-    back_lors_kernel[blocks, threads](y, geom, dims, a, b, tof_mode, tofp, tbins, out)
+    launch(back_lors_kernel, blocks, threads, (y, geom, dims, a, b, tof_mode, tofp, tbins, out))
 
 
 def forward_sino(img, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place, tof_mode, tofp, out,
                  threads=256, n_sm=132, blocks_per_sm=32):
     blocks, threads = cuda_launch_config(out.shape[0], threads, n_sm, blocks_per_sm)
-    forward_sino_kernel[blocks, threads](img, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place,
-                                         tof_mode, tofp, out)
+    launch(forward_sino_kernel, blocks, threads, (img, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w,
+                                                 place, tof_mode, tofp, out))
 
 
 def back_sino(y, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place, tof_mode, tofp, out,
               threads=256, n_sm=132, blocks_per_sm=32):
     blocks, threads = cuda_launch_config(y.shape[0], threads, n_sm, blocks_per_sm)
-    back_sino_kernel[blocks, threads](y, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place,
-                                      tof_mode, tofp, out)
+    launch(back_sino_kernel, blocks, threads, (y, geom, dims, views, xy_a, xy_b, z_a, z_b, plane_w, tx_w, place,
+                                               tof_mode, tofp, out))

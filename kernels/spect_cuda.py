@@ -4,20 +4,30 @@ Imported lazily, only when device arrays reach :mod:`kernels.spect_projector`
 (or by the tests). The per-element math is :mod:`kernels.spect_math`, the same
 functions the CPU path compiles.
 
-Work decomposition (the sampling work, which moves the bytes, runs over rays or voxels and fills
-the GPU; only the blur recursion, which must see a whole view plane, runs one block per view):
-- forward, 2 launches: ``forward_samples`` walks every ray (view, row, column) far to near, one
-  thread each, and writes the attenuated bilinear sample of every depth plane into
-  planes[i, z, k, c]; ``forward_sum`` (one block per view) runs the incremental blur-and-add
-  recursion over those planes.
-- back, 3 launches: ``back_planes`` (one block per view) runs the adjoint blur recursion into
-  planes[i, z, k, c]; ``back_attenuate`` walks every ray near to far and multiplies in the
-  transmission; ``gather`` sums over views for every voxel through the exact transpose of the
-  bilinear rotation (deterministic, no atomics).
-- ``total_transmission``: one thread per ray of every view, once per study.
+Layouts (as on the CPU, z-last, so that consecutive threads read consecutive addresses):
+the image and the mu-map as (ny * nx, nz) slice stacks, the rotated samples of a subset as
+planes[i, k, c, z] (view, depth, column, row), the total transmissions as (n_views, nc, nz).
+
+Work decomposition: every launch runs over rays, rows, columns or voxels of all views of the
+subset, none over views alone, so the 128^3 case with 15 views per subset launches >= 1920 blocks
+(132 SMs on an H100). The depth-dependent blur B_{k+1} ... B_K of plane k is separable and its row
+(z) and column (c) passes commute exactly, so it splits into two steps that each fill the GPU:
+- forward, 3 launches: ``forward_samples`` walks every ray (view, column, row) far to near, one
+  thread each, and writes the attenuated bilinear sample of every depth plane; ``blur_columns``
+  applies each plane's whole column blur C_{>k} as a banded product (:mod:`kernels.spect_band`),
+  one block per (view, plane, 32-row tile) with the tile in shared memory, in place;
+  ``depth_sum`` runs the row blur-and-add recursion (incremental blurring along z) of one
+  column of one view per block, the column in shared memory.
+- back, 4 launches: ``depth_spread`` (the adjoint row recursion per column), ``blur_columns``
+  with the transposed band, ``back_attenuate`` (every ray near to far, multiplying in the
+  transmission) and ``gather`` (every voxel sums over views through the exact transpose of the
+  bilinear rotation: deterministic, no atomics).
+- ``to_zlast`` (the image's z-last copy, each forward pass) and ``total_transmission`` (one thread
+  per ray of every view, once per study).
 Attenuation is computed on the fly from the mu-map, as on the CPU (:mod:`kernels.spect_cpu`).
-The block kernels loop over elements in steps of the block size and the others stride over the
-grid, so any launch size gives the same result; :func:`launch_config` gives the sizes used.
+Every kernel loops over its elements (grid-stride, or block-stride over tiles and columns), so any
+launch size gives the same result; :func:`launch_config` gives the sizes used, and
+:mod:`kernels.cuda_launch` launches on the arrays' own stream without host syncs.
 """
 from __future__ import annotations
 
@@ -28,51 +38,56 @@ import numpy as np
 from numba import cuda
 
 from kernels import spect_math as sm
+from kernels.cuda_launch import launch
 
 _math = sm.compile_math(cuda.jit(device=True, inline="always"))
 _rotated_to_image = _math["rotated_to_image"]
 _image_to_rotated = _math["image_to_rotated"]
 _bilinear_taps = _math["bilinear_taps"]
-_tap_sum = _math["tap_sum"]
+_tap_sum_t = _math["tap_sum_t"]
 _bilinear_weight = _math["bilinear_weight"]
 _attenuation_split = _math["attenuation_split"]
 _exp_small = _math["exp_small"]
 _blur_passes = _math["blur_passes"]
 _blur_weight = _math["blur_weight"]
-_blur3_axis0_at = _math["blur3_axis0_at"]
-_blur3_axis1_at = _math["blur3_axis1_at"]
+_blur3_1d_at = _math["blur3_1d_at"]
+
+# Rows per shared-memory tile of ``blur_columns`` (one warp's width: the tile's rows are contiguous).
+Z_TILE: int = 32
 
 
 @cuda.jit(device=True, inline="always")
-def _block_blur(acc, tmp, var_z, var_c):
-    """Blur 2-D ``acc`` in place, all threads of the block cooperating."""
+def _column_blur(acc, tmp, nz, var_z, var_c):
+    """Blur ``acc[:nz]`` (one detector column, along z) in place by the row passes of a depth step:
+    the passes that carry (var_z, var_c), with the row weight; all threads of the block cooperate."""
     n = _blur_passes(var_z, var_c)
     if n == 0:
         return
-    wz = _blur_weight(var_z, n)
-    wc = _blur_weight(var_c, n)
-    nz = acc.shape[0]
-    nc = acc.shape[1]
-    size = nz * nc
+    w = np.float32(_blur_weight(var_z, n))
     for _ in range(n):
-        for e in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            z = e // nc
-            c = e - z * nc
-            tmp[z, c] = _blur3_axis0_at(acc, z, c, wz)
+        for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+            tmp[z] = _blur3_1d_at(acc, z, nz, w)
         cuda.syncthreads()
-        for e in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            z = e // nc
-            c = e - z * nc
-            acc[z, c] = _blur3_axis1_at(tmp, z, c, wc)
+        for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+            acc[z] = tmp[z]
         cuda.syncthreads()
 
 
-def total_transmission_body(mu, views, cos_t, sin_t, centers, step_mm, n_depth, out):
+def to_zlast_body(image, out):
+    """Grid-stride over voxels: out[y * nx + x, z] = image[z, y, x]."""
+    nz = image.shape[0]
+    ny = image.shape[1]
+    nx = image.shape[2]
+    for e in range(cuda.grid(1), nz * ny * nx, cuda.gridsize(1)):
+        yx = e // nz
+        z = e - yx * nz
+        y = yx // nx
+        out[yx, z] = image[z, y, yx - y * nx]
+
+
+def total_transmission_body(mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_depth, out):
     """Grid-stride over rays (i, c, z): out[i, c, z] = exp(-sum over depth of mu x step) for view views[i]."""
-    nz = mu.shape[0]
-    ny = mu.shape[1]
-    nx = mu.shape[2]
-    mu2 = mu.reshape(nz, ny * nx)
+    nz = mu_t.shape[1]
     nc = out.shape[1]
     kc = centers[0]
     cc = centers[1]
@@ -89,141 +104,168 @@ def total_transmission_body(mu, views, cos_t, sin_t, centers, step_mm, n_depth, 
         for k in range(n_depth):
             iy, ix = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
             o00, o01, o10, o11, w00, w01, w10, w11 = _bilinear_taps(iy, ix, ny, nx)
-            total += step * _tap_sum(mu2, z, o00, o01, o10, o11, w00, w01, w10, w11)
+            total += step * _tap_sum_t(mu_t, z, o00, o01, o10, o11, w00, w01, w10, w11)
         out[i, c, z] = math.exp(-total)
 
 
-def forward_samples_body(image, mu, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, centers, planes):
-    """Grid-stride over rays (i, z, c) of the subset, far plane to near:
-    planes[i, z, k, c] = a_k x bilinear sample of plane k, a_k = trans_total x exp(m walked) x exp(m_k / 2)."""
-    nz = image.shape[0]
-    ny = image.shape[1]
-    nx = image.shape[2]
-    img = image.reshape(nz, ny * nx)
-    mu2 = mu.reshape(mu.shape[0], mu.shape[1] * mu.shape[2])
-    nk = planes.shape[2]
-    nc = planes.shape[3]
+def forward_samples_body(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, centers,
+                         planes):
+    """Grid-stride over rays (i, c, z) of the subset, far plane to near:
+    planes[i, k, c, z] = a_k x bilinear sample of plane k, a_k = trans_total x exp(m walked) x exp(m_k / 2)."""
+    nz = image_t.shape[1]
+    nk = planes.shape[1]
+    nc = planes.shape[2]
     kc = centers[0]
     cc = centers[1]
     cy = centers[2]
     cx = centers[3]
     step = np.float32(step_mm)
-    for e in range(cuda.grid(1), views.size * nz * nc, cuda.gridsize(1)):
-        i = e // (nz * nc)
-        r = e - i * nz * nc
-        z = r // nc
-        c = r - z * nc
+    for e in range(cuda.grid(1), views.size * nc * nz, cuda.gridsize(1)):
+        i = e // (nc * nz)
+        r = e - i * nc * nz
+        c = r // nz
+        z = r - c * nz
         v = views[i]
         grow = np.float32(1.0)
         t_tot = trans_total[v, c, z] if use_att else np.float32(1.0)
         for k in range(nk):
             iy, ix = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
             o00, o01, o10, o11, w00, w01, w10, w11 = _bilinear_taps(iy, ix, ny, nx)
-            val = _tap_sum(img, z, o00, o01, o10, o11, w00, w01, w10, w11)
+            val = _tap_sum_t(image_t, z, o00, o01, o10, o11, w00, w01, w10, w11)
             if use_att:
-                m = step * _tap_sum(mu2, z, o00, o01, o10, o11, w00, w01, w10, w11)
+                m = step * _tap_sum_t(mu_t, z, o00, o01, o10, o11, w00, w01, w10, w11)
                 h = _exp_small(np.float32(0.5) * m, n_sq)
                 val = val * (t_tot * grow * h)
                 grow = grow * (h * h)
-            planes[i, z, k, c] = val
+            planes[i, k, c, z] = val
 
 
-def forward_sum_body(planes, views, var_z, var_c, tmp_ws, out):
-    """Block i: out[i] = B_K(planes[k=K-1] + B_{K-1}(... B_1(planes[0]))) for view views[i]."""
-    i = cuda.blockIdx.x
-    if i >= views.size:
-        return
-    v = views[i]
-    nz = out.shape[1]
-    nc = out.shape[2]
-    nk = planes.shape[2]
-    size = nz * nc
-    acc = out[i]
-    tmp = tmp_ws[i]
-    for e in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-        acc[e // nc, e % nc] = 0.0
-    cuda.syncthreads()
-    for k in range(nk):
-        _block_blur(acc, tmp, var_z[v, k], var_c[v, k])
-        for e in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            z = e // nc
-            c = e - z * nc
-            acc[z, c] += planes[i, z, k, c]
+def blur_columns_body(planes, views, profile, band, transpose):
+    """Block-stride over tiles (i, k, 32 rows): planes[i, k, :, tile] <- C_{>k} (or its transpose) times it,
+    C_{>k} = band[profile[views[i]], k] (:mod:`kernels.spect_band`); the tile sits in dynamic shared
+    memory (n_cols x 32 float32). Threads: multiples of 32, row = thread % 32."""
+    tile = cuda.shared.array(0, dtype=numba.float32)
+    n_sub, nk, nc, nz = planes.shape
+    width = band.shape[3]
+    half = (width - 1) // 2
+    n_zt = (nz + Z_TILE - 1) // Z_TILE
+    zt = cuda.threadIdx.x % Z_TILE
+    c_first = cuda.threadIdx.x // Z_TILE
+    c_step = cuda.blockDim.x // Z_TILE
+    for t in range(cuda.blockIdx.x, n_sub * nk * n_zt, cuda.gridDim.x):
+        i = t // (nk * n_zt)
+        r = t - i * nk * n_zt
+        k = r // n_zt
+        z = (r - k * n_zt) * Z_TILE + zt
+        p = profile[views[i]]
+        for c in range(c_first, nc, c_step):
+            tile[c * Z_TILE + zt] = planes[i, k, c, z] if z < nz else np.float32(0.0)
         cuda.syncthreads()
-    _block_blur(acc, tmp, var_z[v, nk], var_c[v, nk])
-
-
-def back_planes_body(proj, views, var_z, var_c, acc_ws, tmp_ws, planes):
-    """Block i: adjoint of the blur-and-sum recursion for view views[i], into planes[i, z, k, c]."""
-    i = cuda.blockIdx.x
-    if i >= views.size:
-        return
-    v = views[i]
-    nz = proj.shape[1]
-    nc = proj.shape[2]
-    nk = var_z.shape[1] - 1
-    size = nz * nc
-    acc = acc_ws[i]
-    tmp = tmp_ws[i]
-    for e in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-        acc[e // nc, e % nc] = proj[i, e // nc, e % nc]
-    cuda.syncthreads()
-    _block_blur(acc, tmp, var_z[v, nk], var_c[v, nk])
-    for k in range(nk - 1, -1, -1):
-        for e in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            z = e // nc
-            c = e - z * nc
-            planes[i, z, k, c] = acc[z, c]
+        if z < nz:
+            for c in range(c_first, nc, c_step):
+                j_lo = max(0, half - c)
+                j_hi = min(width, nc - c + half)
+                s = np.float32(0.0)
+                if transpose:
+                    for j in range(j_lo, j_hi):
+                        s += band[p, k, c + j - half, width - 1 - j] * tile[(c + j - half) * Z_TILE + zt]
+                else:
+                    for j in range(j_lo, j_hi):
+                        s += band[p, k, c, j] * tile[(c + j - half) * Z_TILE + zt]
+                planes[i, k, c, z] = s
         cuda.syncthreads()
-        _block_blur(acc, tmp, var_z[v, k], var_c[v, k])
 
 
-def back_attenuate_body(mu, step_mm, n_sq, views, cos_t, sin_t, centers, planes):
-    """Grid-stride over rays (i, z, c), near plane to far: planes[i, z, k, c] *= transmission to the detector."""
-    ny = mu.shape[1]
-    nx = mu.shape[2]
-    mu2 = mu.reshape(mu.shape[0], ny * nx)
-    nz = planes.shape[1]
-    nk = planes.shape[2]
-    nc = planes.shape[3]
+def depth_sum_body(planes, views, var_z, var_c, out):
+    """Block-stride over columns (i, c): out[i, :, c] = Z_K(planes[K-1] + Z_{K-1}(... Z_1(planes[0]))) along z,
+    the row half of the blur recursion; the column and its scratch in dynamic shared memory (2 nz float32)."""
+    col = cuda.shared.array(0, dtype=numba.float32)
+    n_sub, nk, nc, nz = planes.shape
+    acc, tmp = col[:nz], col[nz:2 * nz]
+    for t in range(cuda.blockIdx.x, n_sub * nc, cuda.gridDim.x):
+        i = t // nc
+        c = t - i * nc
+        v = views[i]
+        for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+            acc[z] = planes[i, 0, c, z]
+        cuda.syncthreads()
+        for k in range(1, nk):
+            _column_blur(acc, tmp, nz, var_z[v, k], var_c[v, k])
+            for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+                acc[z] += planes[i, k, c, z]
+            cuda.syncthreads()
+        _column_blur(acc, tmp, nz, var_z[v, nk], var_c[v, nk])
+        for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+            out[i, z, c] = acc[z]
+        cuda.syncthreads()
+
+
+def depth_spread_body(proj, views, var_z, var_c, planes):
+    """Block-stride over columns (i, c): the adjoint of :func:`depth_sum_body`, planes[i, k, c, :] =
+    Z_{k+1} ... Z_K proj[i, :, c] (Z_K first); shared memory as there."""
+    col = cuda.shared.array(0, dtype=numba.float32)
+    n_sub, nk, nc, nz = planes.shape
+    acc, tmp = col[:nz], col[nz:2 * nz]
+    for t in range(cuda.blockIdx.x, n_sub * nc, cuda.gridDim.x):
+        i = t // nc
+        c = t - i * nc
+        v = views[i]
+        for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+            acc[z] = proj[i, z, c]
+        cuda.syncthreads()
+        _column_blur(acc, tmp, nz, var_z[v, nk], var_c[v, nk])
+        for k in range(nk - 1, -1, -1):
+            for z in range(cuda.threadIdx.x, nz, cuda.blockDim.x):
+                planes[i, k, c, z] = acc[z]
+            if k > 0:
+                _column_blur(acc, tmp, nz, var_z[v, k], var_c[v, k])
+        cuda.syncthreads()
+
+
+def back_attenuate_body(mu_t, ny, nx, step_mm, n_sq, views, cos_t, sin_t, centers, planes):
+    """Grid-stride over rays (i, c, z), near plane to far: planes[i, k, c, z] *= transmission to the detector."""
+    nz = mu_t.shape[1]
+    nk = planes.shape[1]
+    nc = planes.shape[2]
     kc = centers[0]
     cc = centers[1]
     cy = centers[2]
     cx = centers[3]
     step = np.float32(step_mm)
-    for e in range(cuda.grid(1), views.size * nz * nc, cuda.gridsize(1)):
-        i = e // (nz * nc)
-        r = e - i * nz * nc
-        z = r // nc
-        c = r - z * nc
+    for e in range(cuda.grid(1), views.size * nc * nz, cuda.gridsize(1)):
+        i = e // (nc * nz)
+        r = e - i * nc * nz
+        c = r // nz
+        z = r - c * nz
         v = views[i]
         trans = np.float32(1.0)
         for k in range(nk - 1, -1, -1):
             iy, ix = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
             o00, o01, o10, o11, w00, w01, w10, w11 = _bilinear_taps(iy, ix, ny, nx)
-            m = step * _tap_sum(mu2, z, o00, o01, o10, o11, w00, w01, w10, w11)
+            m = step * _tap_sum_t(mu_t, z, o00, o01, o10, o11, w00, w01, w10, w11)
             half, full = _attenuation_split(m, n_sq)
-            planes[i, z, k, c] = planes[i, z, k, c] * (trans * half)
+            planes[i, k, c, z] = planes[i, k, c, z] * (trans * half)
             trans = trans * full
 
 
 def gather_body(planes, views, cos_t, sin_t, centers, out):
-    """Grid-stride over voxels: out[z, y, x] += sum over views of the transposed bilinear rotation of planes."""
+    """Grid-stride over voxels (y, x, z), z fastest: out[z, y, x] += sum over views of the transposed bilinear
+    rotation of planes (consecutive threads read consecutive rows of one rotated column)."""
     nz = out.shape[0]
     ny = out.shape[1]
     nx = out.shape[2]
-    nk = planes.shape[2]
-    nc = planes.shape[3]
+    nk = planes.shape[1]
+    nc = planes.shape[2]
     kc = centers[0]
     cc = centers[1]
     cy = centers[2]
     cx = centers[3]
     for e in range(cuda.grid(1), nz * ny * nx, cuda.gridsize(1)):
-        z = e // (ny * nx)
-        r = e - z * ny * nx
-        iy = r // nx
-        ix = r - iy * nx
-        total = 0.0
+        yx = e // nz
+        z = e - yx * nz
+        iy = yx // nx
+        ix = yx - iy * nx
+        total = np.float32(0.0)
         for i in range(views.size):
             v = views[i]
             kf, cf = _image_to_rotated(float(iy), float(ix), cos_t[v], sin_t[v], kc, cc, cy, cx)
@@ -234,43 +276,44 @@ def gather_body(planes, views, cos_t, sin_t, centers, out):
                     py, px = _rotated_to_image(k, c, cos_t[v], sin_t[v], kc, cc, cy, cx)
                     w = _bilinear_weight(py, px, iy, ix)
                     if w > 0.0:
-                        total += w * planes[i, z, k, c]
+                        total += w * planes[i, k, c, z]
         out[z, iy, ix] += total
 
 
 KERNEL_BODIES = {
+    "to_zlast": to_zlast_body,
     "total_transmission": total_transmission_body,
     "forward_samples": forward_samples_body,
-    "forward_sum": forward_sum_body,
-    "back_planes": back_planes_body,
+    "blur_columns": blur_columns_body,
+    "depth_sum": depth_sum_body,
+    "depth_spread": depth_spread_body,
     "back_attenuate": back_attenuate_body,
     "gather": gather_body,
 }
-# per-view kernels: one block per view, looping over the (z, c) plane; the others: grid-stride
-BLOCK_PER_VIEW: frozenset = frozenset({"forward_sum", "back_planes"})
-THREADS: dict[str, int] = {"total_transmission": 256, "forward_samples": 128, "forward_sum": 512,
-                           "back_planes": 512, "back_attenuate": 128, "gather": 256}
+# kernels that loop over tiles or columns with the whole block (shared memory, barriers); the others
+# grid-stride one element per thread
+BLOCK_STRIDE: frozenset = frozenset({"blur_columns", "depth_sum", "depth_spread"})
+THREADS: dict[str, int] = {"to_zlast": 256, "total_transmission": 128, "forward_samples": 128, "blur_columns": 256,
+                           "depth_sum": 128, "depth_spread": 128, "back_attenuate": 128, "gather": 256}
 
-total_transmission_kernel = cuda.jit(total_transmission_body)
-forward_samples_kernel = cuda.jit(forward_samples_body)
-forward_sum_kernel = cuda.jit(forward_sum_body)
-back_planes_kernel = cuda.jit(back_planes_body)
-back_attenuate_kernel = cuda.jit(back_attenuate_body)
-gather_kernel = cuda.jit(gather_body)
+KERNELS = {name: cuda.jit(body) for name, body in KERNEL_BODIES.items()}
 
 
 def kernel_signatures() -> dict[str, tuple]:
     """Numba argument types of every kernel as the launchers pass them (for ``compile_ptx`` without a GPU)."""
     from numba import types as t  # noqa: PLC0415
 
-    f32_3, f32_4 = t.float32[:, :, ::1], t.float32[:, :, :, ::1]
+    f32_2, f32_3, f32_4 = t.float32[:, ::1], t.float32[:, :, ::1], t.float32[:, :, :, ::1]
     i64, f64, f64_2 = t.int64[::1], t.float64[::1], t.float64[:, ::1]
+    n = t.int64
     return {
-        "total_transmission": (f32_3, i64, f64, f64, f64, t.float64, t.int64, f32_3),
-        "forward_samples": (f32_3, f32_3, f32_3, t.boolean, t.float64, t.int64, i64, f64, f64, f64, f32_4),
-        "forward_sum": (f32_4, i64, f64_2, f64_2, f32_3, f32_3),
-        "back_planes": (f32_3, i64, f64_2, f64_2, f32_3, f32_3, f32_4),
-        "back_attenuate": (f32_3, t.float64, t.int64, i64, f64, f64, f64, f32_4),
+        "to_zlast": (f32_3, f32_2),
+        "total_transmission": (f32_2, n, n, i64, f64, f64, f64, t.float64, n, f32_3),
+        "forward_samples": (f32_2, n, n, f32_2, f32_3, t.boolean, t.float64, n, i64, f64, f64, f64, f32_4),
+        "blur_columns": (f32_4, i64, i64, f32_4, t.boolean),
+        "depth_sum": (f32_4, i64, f64_2, f64_2, f32_3),
+        "depth_spread": (f32_3, i64, f64_2, f64_2, f32_4),
+        "back_attenuate": (f32_2, n, n, t.float64, n, i64, f64, f64, f64, f32_4),
         "gather": (f32_4, i64, f64, f64, f64, f32_3),
     }
 
@@ -281,50 +324,84 @@ def _blocks(n: int, threads: int, max_blocks: int | None) -> int:
     return blocks if max_blocks is None else max(1, min(blocks, max_blocks))
 
 
-def launch_config(n_sub_views: int, n_views: int, nz: int, ny: int, nx: int, nc: int,
+def _capped(n: int, max_blocks: int | None) -> int:
+    return max(1, n if max_blocks is None else min(n, max_blocks))
+
+
+def shared_bytes(name: str, nz: int, nc: int) -> int:
+    """Dynamic shared memory (bytes) of one block of kernel ``name`` (0 for the grid-stride kernels)."""
+    if name == "blur_columns":
+        return nc * Z_TILE * 4
+    if name in ("depth_sum", "depth_spread"):
+        return 2 * nz * 4
+    return 0
+
+
+def launch_config(n_sub_views: int, n_views: int, nz: int, ny: int, nx: int, nc: int, n_depth: int | None = None,
                   max_blocks: int | None = None, threads: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
     """(blocks, threads per block) of every kernel for a subset of ``n_sub_views`` views; pure arithmetic,
-    no GPU needed (the launchers below use it, and the tests check it)."""
+    no GPU needed (the launchers below use it, and the tests check it). ``n_depth`` defaults to ``nc``."""
     t = dict(THREADS, **(threads or {}))
+    if t["blur_columns"] % Z_TILE:
+        raise ValueError(f"blur_columns needs a multiple of {Z_TILE} threads, got {t['blur_columns']}")
+    nk = nc if n_depth is None else n_depth
     rays = n_sub_views * nz * nc
     return {
+        "to_zlast": (_blocks(nz * ny * nx, t["to_zlast"], max_blocks), t["to_zlast"]),
         "total_transmission": (_blocks(n_views * nz * nc, t["total_transmission"], max_blocks), t["total_transmission"]),
         "forward_samples": (_blocks(rays, t["forward_samples"], max_blocks), t["forward_samples"]),
-        "forward_sum": (n_sub_views, t["forward_sum"]),
-        "back_planes": (n_sub_views, t["back_planes"]),
+        "blur_columns": (_capped(n_sub_views * nk * -(-nz // Z_TILE), max_blocks), t["blur_columns"]),
+        "depth_sum": (_capped(n_sub_views * nc, max_blocks), t["depth_sum"]),
+        "depth_spread": (_capped(n_sub_views * nc, max_blocks), t["depth_spread"]),
         "back_attenuate": (_blocks(rays, t["back_attenuate"], max_blocks), t["back_attenuate"]),
         "gather": (_blocks(nz * ny * nx, t["gather"], max_blocks), t["gather"]),
     }
 
 
-def forward_views(image, mu, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
-                  planes, tmp_ws, out, threads=None, max_blocks=None):
-    """Launch the forward projection of a subset: attenuated samples over rays, then the per-view recursion."""
+def _run(name: str, cfg: dict, args: tuple, nz: int = 0, nc: int = 0) -> None:
+    blocks, threads = cfg[name]
+    launch(KERNELS[name], blocks, threads, args, shared_bytes(name, nz, nc))
+
+
+def to_zlast(image, out, threads=None, max_blocks=None):
+    """out (ny * nx, nz) = the z-last copy of ``image`` (nz, ny, nx)."""
     nz, ny, nx = image.shape
-    cfg = launch_config(views.size, cos_t.size, nz, ny, nx, out.shape[2], max_blocks, threads)
-    b, t = cfg["forward_samples"]
-    forward_samples_kernel[b, t](image, mu, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, centers, planes)
-    b, t = cfg["forward_sum"]
-    forward_sum_kernel[b, t](planes, views, var_z, var_c, tmp_ws, out)
+    cfg = launch_config(1, 1, nz, ny, nx, 1, 1, max_blocks, threads)
+    _run("to_zlast", cfg, (image, out))
 
 
-def back_views(proj, mu, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c, centers, acc_ws, tmp_ws,
-               planes, out, threads=None, max_blocks=None):
-    """Launch the adjoint: blur recursion per view, attenuation over rays, then the voxel gather (adds into ``out``)."""
-    nz, ny, nx = out.shape
-    cfg = launch_config(views.size, cos_t.size, nz, ny, nx, proj.shape[2], max_blocks, threads)
-    b, t = cfg["back_planes"]
-    back_planes_kernel[b, t](proj, views, var_z, var_c, acc_ws, tmp_ws, planes)
+def forward_views(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c,
+                  centers, profile, band, planes, out, threads=None, max_blocks=None):
+    """Launch the forward projection of a subset from the z-last image: attenuated samples over rays, the
+    column blur per plane tile (skipped when ``band`` is None: no blur), the row recursion per column."""
+    nz = image_t.shape[1]
+    nk, nc = planes.shape[1], planes.shape[2]
+    cfg = launch_config(views.size, cos_t.size, nz, ny, nx, nc, nk, max_blocks, threads)
+    _run("forward_samples", cfg, (image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t,
+                                  centers, planes))
+    if band is not None:
+        _run("blur_columns", cfg, (planes, views, profile, band, False), nz, nc)
+    _run("depth_sum", cfg, (planes, views, var_z, var_c, out), nz, nc)
+
+
+def back_views(proj, ny, nx, mu_t, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c, centers, profile,
+               band, planes, out, threads=None, max_blocks=None):
+    """Launch the adjoint: row recursion per column, transposed column blur, attenuation over rays, then
+    the voxel gather (adds into ``out`` (nz, ny, nx))."""
+    nz, nc = proj.shape[1], proj.shape[2]
+    nk = planes.shape[1]
+    cfg = launch_config(views.size, cos_t.size, nz, ny, nx, nc, nk, max_blocks, threads)
+    _run("depth_spread", cfg, (proj, views, var_z, var_c, planes), nz, nc)
+    if band is not None:
+        _run("blur_columns", cfg, (planes, views, profile, band, True), nz, nc)
     if use_att:
-        b, t = cfg["back_attenuate"]
-        back_attenuate_kernel[b, t](mu, step_mm, n_sq, views, cos_t, sin_t, centers, planes)
-    b, t = cfg["gather"]
-    gather_kernel[b, t](planes, views, cos_t, sin_t, centers, out)
+        _run("back_attenuate", cfg, (mu_t, ny, nx, step_mm, n_sq, views, cos_t, sin_t, centers, planes))
+    _run("gather", cfg, (planes, views, cos_t, sin_t, centers, out))
 
 
-def total_transmission(mu, views, cos_t, sin_t, centers, step_mm, n_depth, out, threads=None, max_blocks=None):
-    """Launch the total-transmission kernel over the (view, column, row) rays of all views."""
-    nz, ny, nx = mu.shape
-    cfg = launch_config(views.size, views.size, nz, ny, nx, out.shape[1], max_blocks, threads)
-    b, t = cfg["total_transmission"]
-    total_transmission_kernel[b, t](mu, views, cos_t, sin_t, centers, step_mm, n_depth, out)
+def total_transmission(mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_depth, out, threads=None,
+                       max_blocks=None):
+    """Launch the total-transmission kernel over the (view, column, row) rays of all views (z-last mu-map)."""
+    nz = mu_t.shape[1]
+    cfg = launch_config(views.size, views.size, nz, ny, nx, out.shape[1], n_depth, max_blocks, threads)
+    _run("total_transmission", cfg, (mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_depth, out))

@@ -208,9 +208,17 @@ def blur3_axis1_at(src: Any, z: int, c: int, w: float) -> float:
     return blur3(left, src[z, c], right, w)
 
 
+def blur3_1d_at(src: Any, i: int, n: int, w: float) -> float:
+    """:func:`blur3` at element i of the first ``n`` elements of 1-D ``src``, zero outside."""
+    left = src[i - 1] if i > 0 else 0.0
+    right = src[i + 1] if i + 1 < n else 0.0
+    return blur3(left, src[i], right, w)
+
+
 FUNCTIONS: tuple[str, ...] = (
     "rotated_to_image", "image_to_rotated", "bilinear_taps", "tap_sum", "tap_scatter", "tap_sum_t", "bilinear_weight",
     "attenuation_step", "exp_squarings", "exp_small", "attenuation_split", "blur_passes", "blur_weight", "blur3", "blur3_axis0_at", "blur3_axis1_at",
+    "blur3_1d_at",
 )
 
 

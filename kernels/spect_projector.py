@@ -128,19 +128,32 @@ class RotateSumGeometry:
             self._device_cache[key] = tuple(xp.asarray(a) for a in host)
         return self._device_cache[key]
 
+    def column_band(self, xp: Any, n_cols: int) -> tuple[Any, Any]:
+        """(profile (n_views,) int64, band or None) of the column blurs C_{>k} for ``n_cols`` detector columns
+        (:func:`kernels.spect_band.column_band`), in array module ``xp``, built once and cached; band is
+        None when no view blurs across columns (C_{>k} = I). Used by the CUDA path."""
+        key = ("band", id(xp), int(n_cols))
+        if key not in self._device_cache:
+            if not (self.var_c > 0).any():
+                profile, band = np.zeros(self.n_views, dtype=np.int64), None
+            else:
+                from kernels.spect_band import column_band  # noqa: PLC0415
+
+                profile, band, _ = column_band(self.var_z, self.var_c, n_cols)
+            self._device_cache[key] = (xp.asarray(profile), None if band is None else xp.asarray(band))
+        return self._device_cache[key]
+
 
 @dataclass
 class ProjectorWorkspace:
     """Scratch buffers reused across subsets, so no pass allocates image- or projection-sized arrays.
 
-    Host: ``image_t`` (ny * nx, nz), the z-last copy of the image; ``parts`` (:data:`BACK_PARTS`, ny * nx, nz),
-    the private back projections of the threads. Device: ``planes`` (views, nz, nk, nc), ``acc``/``tmp`` (views, nz, nc).
-    Unused fields are None.
+    ``image_t`` (ny * nx, nz): the z-last copy of the image (host and device). Host: ``parts``
+    (:data:`BACK_PARTS`, ny * nx, nz), the private back projections of the threads. Device: ``planes``
+    (views, n_depth, nc, nz), the rotated samples of a subset. Unused fields are None.
     """
 
     planes: Any = None
-    acc: Any = None
-    tmp: Any = None
     image_t: Any = None
     parts: Any = None
 
@@ -148,17 +161,14 @@ class ProjectorWorkspace:
     def allocate(cls, xp: Any, max_views: int, nz: int, n_depth: int, nc: int,
                  image_yx: tuple[int, int] | None = None, n_parts: int | None = None) -> "ProjectorWorkspace":
         """Buffers for up to ``max_views`` views: the device set for device modules, else the host set
-        (``image_yx`` = (ny, nx) required, default (nc, nc))."""
+        (``image_yx`` = (ny, nx), default (nc, nc))."""
+        ny, nx = image_yx if image_yx is not None else (nc, nc)
         try:
             if xp is np:
-                ny, nx = image_yx if image_yx is not None else (nc, nc)
                 return cls(image_t=np.empty((ny * nx, nz), dtype=np.float32),
                            parts=np.empty((n_parts or BACK_PARTS, ny * nx, nz), dtype=np.float32))
-            return cls(
-                planes=xp.empty((max_views, nz, n_depth, nc), dtype=xp.float32),
-                acc=xp.empty((max_views, nz, nc), dtype=xp.float32),
-                tmp=xp.empty((max_views, nz, nc), dtype=xp.float32),
-            )
+            return cls(planes=xp.empty((max_views, n_depth, nc, nz), dtype=xp.float32),
+                       image_t=xp.empty((ny * nx, nz), dtype=xp.float32))
         except MemoryError as exc:
             gib = max_views * nz * n_depth * nc * 4 / 2**30
             raise MemoryError(
@@ -170,8 +180,7 @@ class ProjectorWorkspace:
 class AttenuationModel:
     """What the passes need to attenuate on the fly, built once per study by :func:`attenuation_model`.
 
-    mu: the mu-map (1/mm) in the kernels' layout: z-last (ny * nx, nz) on the host, (nz, ny, nx) on a
-    device. trans_total: (n_views, n_cols, nz) float32, exp(-line integral of mu through the whole
+    mu: the mu-map (1/mm) in the kernels' layout: z-last (ny * nx, nz), on the host or the device. trans_total: (n_views, n_cols, nz) float32, exp(-line integral of mu through the whole
     depth of each ray). step_mm: depth sample spacing (mm). image_shape: (nz, ny, nx).
     n_sq: squarings of :func:`kernels.spect_math.exp_small` for this mu-map's largest half-step.
     air: (ny * nx,) uint8, 1 where mu is 0 for every z (the passes skip the exponentials there).
@@ -212,12 +221,6 @@ def _check_views(views: Any, geom: RotateSumGeometry) -> None:
         raise ValueError("views is empty")
     if not is_device_array(views) and (int(views.min()) < 0 or int(views.max()) >= geom.n_views):
         raise ValueError(f"view indices must lie in [0, {geom.n_views})")
-
-
-def _check_scratch(name: str, a: Any, n_views: int, nz: int, nc: int) -> None:
-    _check_float32(f"workspace.{name}", a, 3)
-    if a.shape[0] < n_views or tuple(a.shape[1:]) != (nz, nc):
-        raise ValueError(f"workspace {name} {tuple(a.shape)} too small for {(n_views, nz, nc)}")
 
 
 def _check_att(att: "AttenuationModel", geom: RotateSumGeometry, image_shape: tuple, nc: int) -> None:
@@ -268,8 +271,9 @@ def attenuation_model(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: 
     if is_device_array(mu):
         from kernels import spect_cuda  # noqa: PLC0415 - lazy: only with device arrays
 
-        spect_cuda.total_transmission(mu, views, cos_t, sin_t, centers, float(step_mm), geom.n_depth, trans)
-        mu_k = mu
+        mu_k = xp.empty((ny * nx, nz), dtype=xp.float32)
+        spect_cuda.to_zlast(mu, mu_k)
+        spect_cuda.total_transmission(mu_k, ny, nx, views, cos_t, sin_t, centers, float(step_mm), geom.n_depth, trans)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 
@@ -284,16 +288,18 @@ def attenuation_model(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: 
     return AttenuationModel(mu_k, trans, float(step_mm), (nz, ny, nx), n_sq, air)
 
 
-def _device_workspace(xp: Any, workspace: ProjectorWorkspace | None, n_views: int, nz: int, nk: int,
+def _device_workspace(xp: Any, workspace: ProjectorWorkspace | None, n_views: int, image_shape: tuple, nk: int,
                       nc: int) -> ProjectorWorkspace:
     """The caller's device workspace, checked, or a new one (the system model passes its own, so the
     OSEM loop allocates nothing)."""
-    ws = workspace or ProjectorWorkspace.allocate(xp, n_views, nz, nk, nc)
+    nz, ny, nx = image_shape
+    ws = workspace or ProjectorWorkspace.allocate(xp, n_views, nz, nk, nc, (ny, nx))
     _check_float32("workspace.planes", ws.planes, 4)
-    if ws.planes.shape[0] < n_views or tuple(ws.planes.shape[1:]) != (nz, nk, nc):
-        raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_views, nz, nk, nc)}")
-    _check_scratch("acc", ws.acc, n_views, nz, nc)
-    _check_scratch("tmp", ws.tmp, n_views, nz, nc)
+    if ws.planes.shape[0] < n_views or tuple(ws.planes.shape[1:]) != (nk, nc, nz):
+        raise ValueError(f"workspace planes {tuple(ws.planes.shape)} too small for {(n_views, nk, nc, nz)}")
+    _check_float32("workspace.image_t", ws.image_t, 2)
+    if tuple(ws.image_t.shape) != (ny * nx, nz):
+        raise ValueError(f"workspace image_t {tuple(ws.image_t.shape)} does not fit images {tuple(image_shape)}")
     return ws
 
 
@@ -333,13 +339,15 @@ def forward(image: Any, geom: RotateSumGeometry, views: Any, att: AttenuationMod
     if is_device_array(image):
         from kernels import spect_cuda  # noqa: PLC0415
 
-        ws = _device_workspace(xp, workspace, views.size, nz, geom.n_depth, nc)
-        array_module(image=image, **{"workspace.planes": ws.planes, "workspace.tmp": ws.tmp})
-        mu = att.mu if use_att else _dummy(xp, image, 3)
+        ws = _device_workspace(xp, workspace, views.size, image.shape, geom.n_depth, nc)
+        array_module(image=image, **{"workspace.planes": ws.planes, "workspace.image_t": ws.image_t})
+        mu = att.mu if use_att else _dummy(xp, image, 2)
         trans = att.trans_total if use_att else _dummy(xp, image, 3)
         step, n_sq = (att.step_mm, att.n_sq) if use_att else (1.0, 0)
-        spect_cuda.forward_views(image, mu, trans, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
-                                 ws.planes[:views.size], ws.tmp, out)
+        profile, band = geom.column_band(xp, nc)
+        spect_cuda.to_zlast(image, ws.image_t)
+        spect_cuda.forward_views(ws.image_t, ny, nx, mu, trans, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c,
+                                 centers, profile, band, ws.planes[:views.size], out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 
@@ -380,12 +388,14 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
     if is_device_array(proj):
         from kernels import spect_cuda  # noqa: PLC0415
 
-        ws = _device_workspace(xp, workspace, n_sub, nz, nk, nc)
-        array_module(proj=proj, **{"workspace.planes": ws.planes, "workspace.acc": ws.acc, "workspace.tmp": ws.tmp})
-        mu = att.mu if use_att else _dummy(xp, proj, 3)
+        ws = _device_workspace(xp, workspace, n_sub, tuple(image_shape), nk, nc)
+        array_module(proj=proj, **{"workspace.planes": ws.planes})
+        mu = att.mu if use_att else _dummy(xp, proj, 2)
         n_sq = att.n_sq if use_att else 0
-        spect_cuda.back_views(proj, mu, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
-                              ws.acc, ws.tmp, ws.planes[:n_sub], out)
+        profile, band = geom.column_band(xp, nc)
+        _, ny, nx = image_shape
+        spect_cuda.back_views(proj, ny, nx, mu, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
+                              profile, band, ws.planes[:n_sub], out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 

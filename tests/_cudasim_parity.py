@@ -25,11 +25,13 @@ from kernels import spect_projector as sp  # noqa: E402
 
 NZ, NY, NX, NK, NC, N_VIEWS = 3, 7, 7, 9, 8, 6
 STEP_MM = 4.0
-BLOCK_THREADS = 5      # forward_sum / back_planes: one block per view, 5 threads for NZ * NC = 24 elements
+COLUMN_THREADS = 2     # depth_sum / depth_spread: 2 threads for NZ = 3 rows of a column
+TILE_THREADS = 32      # blur_columns: one 32-row tile wide, so each thread loops over all NC columns
 GRID_THREADS = 4       # the ray and voxel kernels: 4 threads x MAX_BLOCKS blocks, grid-stride
-MAX_BLOCKS = 2
-LAUNCH_THREADS = {"forward_sum": BLOCK_THREADS, "back_planes": BLOCK_THREADS, "forward_samples": GRID_THREADS,
-                  "back_attenuate": GRID_THREADS, "gather": GRID_THREADS, "total_transmission": GRID_THREADS}
+MAX_BLOCKS = 2         # every kernel: several rays / voxels / tiles / columns per block
+LAUNCH_THREADS = {"depth_sum": COLUMN_THREADS, "depth_spread": COLUMN_THREADS, "blur_columns": TILE_THREADS,
+                  "forward_samples": GRID_THREADS, "back_attenuate": GRID_THREADS, "gather": GRID_THREADS,
+                  "total_transmission": GRID_THREADS, "to_zlast": GRID_THREADS}
 
 
 def geometry(rng: np.random.Generator) -> sp.RotateSumGeometry:
@@ -47,28 +49,34 @@ def rel(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - ref).max() / np.abs(ref).max())
 
 
+def zlast(a: np.ndarray) -> np.ndarray:
+    """(nz, ny, nx) -> (ny * nx, nz) through the CUDA to_zlast kernel."""
+    out = np.zeros((a.shape[1] * a.shape[2], a.shape[0]), np.float32)
+    spect_cuda.to_zlast(a, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
+    return out
+
+
 def cuda_forward(x, g, views, att):
-    """The CUDA forward (simulated) with att = (mu (z, y, x), trans_total, n_sq) or None."""
+    """The CUDA forward (simulated) with att = (mu_t (ny * nx, nz), trans_total, n_sq) or None."""
     cos_t, sin_t, var_z, var_c, centers = g.arrays(np)
+    profile, band = g.column_band(np, NC)
     out = np.zeros((views.size, NZ, NC), np.float32)
-    tmp = np.zeros_like(out)
-    planes = np.zeros((views.size, NZ, NK, NC), np.float32)
+    planes = np.zeros((views.size, NK, NC, NZ), np.float32)
     use_att = att is not None
-    mu, trans, n_sq = att if use_att else (np.zeros((1, 1, 1), np.float32), np.zeros((1, 1, 1), np.float32), 0)
-    spect_cuda.forward_views(x, mu, trans, use_att, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
-                             planes, tmp, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
+    mu, trans, n_sq = att if use_att else (np.zeros((1, 1), np.float32), np.zeros((1, 1, 1), np.float32), 0)
+    spect_cuda.forward_views(zlast(x), NY, NX, mu, trans, use_att, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c,
+                             centers, profile, band, planes, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
     return out
 
 
 def cuda_back(y, g, views, att):
     cos_t, sin_t, var_z, var_c, centers = g.arrays(np)
+    profile, band = g.column_band(np, NC)
     out = np.zeros((NZ, NY, NX), np.float32)
-    acc = np.zeros((views.size, NZ, NC), np.float32)
-    tmp = np.zeros_like(acc)
-    planes = np.zeros((views.size, NZ, NK, NC), np.float32)
+    planes = np.zeros((views.size, NK, NC, NZ), np.float32)
     mu, _, n_sq = att
-    spect_cuda.back_views(np.ascontiguousarray(y), mu, True, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c,
-                          centers, acc, tmp, planes, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
+    spect_cuda.back_views(np.ascontiguousarray(y), NY, NX, mu, True, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c,
+                          centers, profile, band, planes, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
     return out
 
 
@@ -91,11 +99,13 @@ def main() -> None:
     mu = (rng.random((NZ, NY, NX)) * 0.15).astype(np.float32)  # half-steps up to 0.3: exp_small squares once
     mu[:, :, :2] = 0.0  # some air: the attenuation step without an exponential
     trans_cuda = np.zeros((N_VIEWS, NC, NZ), np.float32)
-    spect_cuda.total_transmission(mu, views, cos_t, sin_t, centers, STEP_MM, NK, trans_cuda,
+    mu_t = zlast(mu)
+    spect_cuda.total_transmission(mu_t, NY, NX, views, cos_t, sin_t, centers, STEP_MM, NK, trans_cuda,
                                   threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
-    att = sp.attenuation_model(mu, g, STEP_MM, NC)  # the CPU's (z-last mu-map)
-    result: dict[str, float | int] = {"attenuation": rel(trans_cuda, att.trans_total), "n_sq": att.n_sq}
-    att_c = (mu, trans_cuda, att.n_sq)  # the CUDA path's (mu-map as (z, y, x))
+    att = sp.attenuation_model(mu, g, STEP_MM, NC)  # the CPU's
+    result: dict[str, float | int] = {"attenuation": rel(trans_cuda, att.trans_total), "n_sq": att.n_sq,
+                                      "zlast": float(np.abs(mu_t - att.mu).max())}
+    att_c = (mu_t, trans_cuda, att.n_sq)  # the CUDA path's
 
     x = rng.random((NZ, NY, NX)).astype(np.float32)
     result["forward"] = rel(cuda_forward(x, g, views, att_c), sp.forward(x, g, views, att))
@@ -121,7 +131,11 @@ def main() -> None:
     result["osem_3x3"] = rel(x_cuda, x_cpu)
 
     # launch facts: elements per thread > 1 everywhere, and several blur passes per step
-    result["block_elements_per_thread"] = -(-NZ * NC // BLOCK_THREADS)
+    cfg = spect_cuda.launch_config(N_VIEWS, N_VIEWS, NZ, NY, NX, NC, NK, MAX_BLOCKS, LAUNCH_THREADS)
+    result["column_elements_per_thread"] = -(-NZ // COLUMN_THREADS)
+    result["columns_per_block"] = -(-N_VIEWS * NC // cfg["depth_sum"][0])
+    result["tiles_per_block"] = -(-N_VIEWS * NK // cfg["blur_columns"][0])
+    result["band_half_width"] = int((g.column_band(np, NC)[1].shape[3] - 1) // 2)
     result["gather_elements_per_thread"] = -(-NZ * NY * NX // (GRID_THREADS * MAX_BLOCKS))
     result["attenuation_rays_per_thread"] = -(-N_VIEWS * NZ * NC // (GRID_THREADS * MAX_BLOCKS))
     result["max_blur_passes_per_plane"] = max(sm.blur_passes(a, b) for a, b in zip(g.var_z[:, :NK].ravel(),

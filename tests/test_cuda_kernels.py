@@ -23,8 +23,8 @@ def _signatures():
     return kernel_signatures()
 
 
-@pytest.mark.parametrize("kernel", ["total_transmission", "forward_samples", "forward_sum", "back_planes",
-                                    "back_attenuate", "gather"])
+@pytest.mark.parametrize("kernel", ["to_zlast", "total_transmission", "forward_samples", "blur_columns", "depth_sum",
+                                    "depth_spread", "back_attenuate", "gather"])
 def test_kernel_compiles_to_ptx_for_hopper(kernel):
     from numba import cuda
 
@@ -34,26 +34,33 @@ def test_kernel_compiles_to_ptx_for_hopper(kernel):
     ptx, _ = cuda.compile_ptx(spect_cuda.KERNEL_BODIES[kernel], _signatures()[kernel], cc=(9, 0))
     assert ".target sm_90" in ptx
     assert ".entry" in ptx
-    if kernel in spect_cuda.BLOCK_PER_VIEW:
-        assert "bar.sync" in ptx  # the block-wide depth recursion synchronises
+    if kernel in spect_cuda.BLOCK_STRIDE:
+        assert "bar.sync" in ptx  # the tile and column kernels synchronise around shared memory
+        assert ".extern .shared" in ptx  # dynamic shared memory, sized at launch
 
 
 def test_launch_configuration_fills_a_hopper_gpu_for_the_128_case():
-    """128^3, 120 views, 8 subsets (15 views each): every kernel that moves the sampled bytes (rays, voxels)
-    launches at least 4 blocks per SM of an H100 (132 SMs); only the blur-only recursions run one block per
-    view (they need a whole view plane). Pure arithmetic: no GPU."""
+    """128^3, 120 views, 8 subsets (15 views each): every kernel launches at least 4 blocks per SM of an
+    H100 (132 SMs), the blur steps included (views x planes x row tiles, views x columns), and their
+    shared memory fits a Hopper SM several times over. Pure arithmetic: no GPU."""
     from kernels import spect_cuda
 
     cfg = spect_cuda.launch_config(n_sub_views=15, n_views=120, nz=128, ny=128, nx=128, nc=128)
     assert set(cfg) == set(spect_cuda.KERNEL_BODIES)
     for name, (blocks, threads) in cfg.items():
         assert threads % 32 == 0 and threads <= 1024, name
-        if name in spect_cuda.BLOCK_PER_VIEW:
-            assert blocks == 15, name
-        else:
-            assert blocks >= 4 * 132, (name, blocks)
+        assert blocks >= 4 * 132, (name, blocks)
+        assert spect_cuda.shared_bytes(name, 128, 128) <= 227 * 1024 // 4, name
     assert cfg["forward_samples"] == (15 * 128 * 128 // 128, 128)
+    assert cfg["blur_columns"] == (15 * 128 * (128 // spect_cuda.Z_TILE), 256)
+    assert cfg["depth_sum"] == cfg["depth_spread"] == (15 * 128, 128)
     assert cfg["gather"] == (128 ** 3 // 256, 256)
+    assert spect_cuda.shared_bytes("blur_columns", 128, 128) == 128 * spect_cuda.Z_TILE * 4
+    assert spect_cuda.shared_bytes("depth_sum", 128, 128) == 2 * 128 * 4
+    small = spect_cuda.launch_config(n_sub_views=8, n_views=64, nz=64, ny=64, nx=64, nc=64)
+    assert all(blocks >= 132 for blocks, _ in small.values()), small  # the 64 case still covers every SM
+    with pytest.raises(ValueError, match="multiple of 32"):
+        spect_cuda.launch_config(15, 120, 128, 128, 128, 128, threads={"blur_columns": 48})
 
 
 def test_kernels_package_imports_neither_recon_nor_cupy():
@@ -70,7 +77,8 @@ def test_kernels_package_imports_neither_recon_nor_cupy():
 
 
 def test_cuda_launchers_match_cpu_under_simulator():
-    """The CUDA kernels (simulated) against the CPU path, several elements per thread, several blur passes.
+    """The CUDA kernels (simulated) against the CPU path, several elements per thread, several blur passes,
+    a column band narrower than the detector (the CUDA path's split blur against the CPU's joint one).
 
     Tolerances (max |cuda - cpu| / max |cpu|): 1e-6 for one attenuation / forward / back call, i.e.
     a few float32 roundings (both paths run the same kernels.spect_math functions; they differ in
@@ -81,7 +89,10 @@ def test_cuda_launchers_match_cpu_under_simulator():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert r["block_elements_per_thread"] > 1
+    assert r["column_elements_per_thread"] > 1
+    assert r["columns_per_block"] > 1 and r["tiles_per_block"] > 1
+    assert r["band_half_width"] >= 1  # the columns are blurred through a band (its truncation: test_spect_band.py)
+    assert r["zlast"] == 0.0
     assert r["gather_elements_per_thread"] > 1
     assert r["attenuation_rays_per_thread"] > 1
     assert r["max_blur_passes_per_plane"] > 1
@@ -245,3 +256,44 @@ def test_exp_small_is_float32_exact_over_the_attenuation_range():
     half, full = cm["attenuation_split"](np.float32(0.2), 0)
     assert half == pytest.approx(math.exp(-0.1), rel=1e-7) and full == pytest.approx(math.exp(-0.2), rel=2e-7)
     assert cm["exp_small"](np.float32(0.0), 0) == 1.0  # air: exactly no attenuation
+
+
+class _ForeignDeviceArray:
+    """A CuPy-like array description: pointer, shape, stream (nothing is read or launched)."""
+
+    def __init__(self, ptr: int, stream: int | None):
+        self.__cuda_array_interface__ = {"shape": (4,), "typestr": "<f4", "data": (ptr, False), "version": 3,
+                                         "strides": None, "stream": stream}
+
+
+def test_launch_wraps_device_arrays_once_without_host_sync_on_their_stream(monkeypatch):
+    """kernels.cuda_launch: a CuPy array becomes a Numba view with sync=False (Numba's default would
+    synchronise its stream: one host sync per argument per launch), wrapped once per buffer, and the
+    kernel goes to the stream the array names (ordered after the work that wrote it)."""
+    from kernels import cuda_launch
+
+    wrapped, launched = [], {}
+    monkeypatch.setattr(cuda_launch, "_VIEWS", {})
+    monkeypatch.setattr(cuda_launch, "_STREAMS", {})
+    monkeypatch.setattr(cuda_launch.cuda, "from_cuda_array_interface",
+                        lambda desc, owner=None, sync=True: wrapped.append((desc["data"][0], owner, sync)) or
+                        ("view", desc["data"][0]))
+    monkeypatch.setattr(cuda_launch.cuda, "external_stream", lambda ptr: ("stream", ptr))
+
+    class Kernel:
+        def __getitem__(self, cfg):
+            def run(*args):
+                launched["cfg"], launched["args"] = cfg, args
+            return run
+
+    a, b = _ForeignDeviceArray(1000, 77), _ForeignDeviceArray(2000, 77)
+    for _ in range(3):
+        cuda_launch.launch(Kernel(), 10, 128, (a, 3, b, np.float64(0.5)), shared_bytes=64)
+    assert wrapped == [(1000, None, False), (2000, None, False)]  # once per buffer, no sync, no reference held
+    assert launched["cfg"] == (10, 128, ("stream", 77), 64)
+    assert launched["args"][:3] == (("view", 1000), 3, ("view", 2000))
+    cuda_launch.launch(Kernel(), 1, 32, (_ForeignDeviceArray(3000, None), np.zeros(2)))
+    assert launched["cfg"][2] == 0  # no stream named: the default stream
+    host = np.zeros(3)
+    cuda_launch.launch(Kernel(), 1, 32, (host,))
+    assert launched["args"][0] is host and launched["cfg"][2] == 0  # NumPy (simulator) arrays pass through
