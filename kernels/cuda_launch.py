@@ -8,15 +8,16 @@ work that produced its inputs and nothing waits on the host. The wrappers are ca
 descriptor (pointer, shape, strides, type) and hold no reference to the array, so a buffer reused
 every subset is wrapped once.
 
-Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the arrays are NumPy arrays and pass
-through unchanged.
+Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) arguments pass through unchanged (NumPy
+arrays, or the tests' NumPy arrays posing as device arrays) on stream 0.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from numba import cuda
+from numba import config, cuda
 
+_SIMULATOR: bool = bool(getattr(config, "ENABLE_CUDASIM", False))
 _VIEWS: dict[tuple, Any] = {}
 _STREAMS: dict[int, Any] = {}
 _MAX_CACHED_VIEWS = 512
@@ -25,7 +26,7 @@ _MAX_CACHED_VIEWS = 512
 def device_view(a: Any) -> Any:
     """A Numba device array over ``a``'s memory (no copy, no sync); other arguments unchanged."""
     desc = getattr(a, "__cuda_array_interface__", None)
-    if desc is None or hasattr(a, "gpu_data"):  # NumPy / scalars, or already a Numba device array
+    if desc is None or hasattr(a, "gpu_data") or _SIMULATOR:  # host arrays, scalars, Numba device arrays
         return a
     key = (desc["data"][0], tuple(desc["shape"]), None if desc.get("strides") is None else tuple(desc["strides"]),
            desc["typestr"])
@@ -40,7 +41,9 @@ def device_view(a: Any) -> Any:
 
 def stream_of(args: tuple) -> Any:
     """The stream the first foreign device array among ``args`` was exported on (0, the default stream,
-    when none names one)."""
+    when none names one, and always under the simulator)."""
+    if _SIMULATOR:
+        return 0
     for a in args:
         desc = getattr(a, "__cuda_array_interface__", None)
         if desc is None or hasattr(a, "gpu_data"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import types
 
 import numpy as np
 
@@ -32,6 +33,32 @@ MAX_BLOCKS = 2         # every kernel: several rays / voxels / tiles / columns p
 LAUNCH_THREADS = {"depth_sum": COLUMN_THREADS, "depth_spread": COLUMN_THREADS, "blur_columns": TILE_THREADS,
                   "forward_samples": GRID_THREADS, "back_attenuate": GRID_THREADS, "gather": GRID_THREADS,
                   "total_transmission": GRID_THREADS, "to_zlast": GRID_THREADS}
+
+
+class SimDeviceArray(np.ndarray):
+    """A NumPy array posing as a device array (it exposes ``__cuda_array_interface__``), so that
+    kernels.spect_projector takes its device branch and the simulator runs the CUDA launchers on it."""
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ctypes.data, False), "version": 3,
+                "strides": None, "stream": None}
+
+    @property
+    def device(self) -> types.SimpleNamespace:
+        return types.SimpleNamespace(id=0)
+
+
+def _sim_module() -> types.ModuleType:
+    """The array module of SimDeviceArray (what kernels.spect_projector finds from the array's type)."""
+    mod = types.ModuleType("simxp")
+    for name in ("empty", "zeros", "arange", "asarray", "isfinite"):
+        mod.__dict__[name] = (lambda f: lambda *a, **k: np.asarray(f(*a, **k)).view(SimDeviceArray))(getattr(np, name))
+    for name in ("float32", "int64", "uint8"):
+        setattr(mod, name, getattr(np, name))
+    sys.modules["simxp"] = mod
+    SimDeviceArray.__module__ = "simxp"
+    return mod
 
 
 def geometry(rng: np.random.Generator) -> sp.RotateSumGeometry:
@@ -129,6 +156,19 @@ def main() -> None:
     x_cuda = osem(lambda xx, v: cuda_forward(xx, g, v, att_c), lambda yy, v: cuda_back(yy, g, v, att_c),
                   data, additive, subsets, 3)
     result["osem_3x3"] = rel(x_cuda, x_cpu)
+
+    # the projector's device branch (workspace, z-last copies, column band, launch sizes) end to end,
+    # with the default launch sizes scaled down for the simulator
+    xp = _sim_module()
+    spect_cuda.THREADS.update({"blur_columns": 32, "depth_sum": 2, "depth_spread": 2, "forward_samples": 4,
+                               "back_attenuate": 4, "gather": 4, "to_zlast": 4, "total_transmission": 4})
+    views_d = xp.asarray(views)
+    att_d = sp.attenuation_model(xp.asarray(mu), g, STEP_MM, NC)
+    p_d = sp.forward(xp.asarray(x), g, views_d, att_d)
+    b_d = sp.back(xp.asarray(y), g, views_d, x.shape, att_d)
+    result["device_branch_types"] = int(all(isinstance(a, SimDeviceArray) for a in (p_d, b_d, att_d.mu)))
+    result["device_branch_forward"] = rel(np.asarray(p_d), sp.forward(x, g, views, att))
+    result["device_branch_back"] = rel(np.asarray(b_d), sp.back(y, g, views, x.shape, att))
 
     # launch facts: elements per thread > 1 everywhere, and several blur passes per step
     cfg = spect_cuda.launch_config(N_VIEWS, N_VIEWS, NZ, NY, NX, NC, NK, MAX_BLOCKS, LAUNCH_THREADS)

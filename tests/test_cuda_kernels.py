@@ -78,7 +78,8 @@ def test_kernels_package_imports_neither_recon_nor_cupy():
 
 def test_cuda_launchers_match_cpu_under_simulator():
     """The CUDA kernels (simulated) against the CPU path, several elements per thread, several blur passes,
-    a column band narrower than the detector (the CUDA path's split blur against the CPU's joint one).
+    the CUDA path's split blur (column band, row recursion) against the CPU's joint one, and the projector's
+    device branch end to end on NumPy arrays posing as device arrays.
 
     Tolerances (max |cuda - cpu| / max |cpu|): 1e-6 for one attenuation / forward / back call, i.e.
     a few float32 roundings (both paths run the same kernels.spect_math functions; they differ in
@@ -97,7 +98,9 @@ def test_cuda_launchers_match_cpu_under_simulator():
     assert r["attenuation_rays_per_thread"] > 1
     assert r["max_blur_passes_per_plane"] > 1
     assert r["blur_passes_final"] > 1
-    for key in ("attenuation", "forward", "forward_no_att_subset", "back", "adjoint_cuda"):
+    assert r["device_branch_types"] == 1  # kernels.spect_projector's device branch returned device arrays
+    for key in ("attenuation", "forward", "forward_no_att_subset", "back", "adjoint_cuda", "device_branch_forward",
+                "device_branch_back"):
         assert r[key] < 1e-6, (key, r[key])
     assert r["osem_3x3"] < 1e-5
 
