@@ -5,6 +5,8 @@
 #   benchmarks/gpu_session.sh                  # on the GPU machine (installs the gpu extra first)
 #   benchmarks/gpu_session.sh --pytomography   # also PyTomography on the same study (needs torch + pytomography)
 #   benchmarks/gpu_session.sh --cpu-dry-run    # the same steps on the CPU (no install, no GPU): checks the script
+# A lent GPU machine has no network: fetch what its image lacks first, on a machine with network, with
+# benchmarks/gpu_wheels.sh [--pytomography] (into .whl/), and carry .whl/ along.
 #
 # Steps: 1. install (GPU mode only): wheels carried in .whl/ if any, then the project (without its gpu extra
 # where CuPy is already installed, e.g. an image with cupy-cuda13x); 2. registers / shared memory / sm_90 occupancy of every
@@ -20,7 +22,7 @@ for arg in "$@"; do
   case "$arg" in
     --cpu-dry-run) MODE=cpu ;;
     --pytomography) PYTOMO="--pytomography" ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
