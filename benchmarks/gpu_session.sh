@@ -22,7 +22,7 @@ for arg in "$@"; do
   case "$arg" in
     --cpu-dry-run) MODE=cpu ;;
     --pytomography) PYTOMO="--pytomography" ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
