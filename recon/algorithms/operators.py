@@ -51,20 +51,20 @@ def is_inplace_safe(operator: Any) -> bool:
 def apply_into(operator: Any, x: Any, out: Any) -> Any:
     """A x written into ``out`` (shape ``out_shape``, float32); returns ``out``. Uses the operator's own
     ``apply_into`` when it has one, else copies ``apply(x)`` into ``out`` (one temporary array)."""
-    method = getattr(operator, "apply_into", None)
-    if method is not None:
-        return method(x, out)
-    out[...] = operator.apply(x)
-    return out
+    return _into(operator, "apply", x, out)
 
 
 def adjoint_into(operator: Any, y: Any, out: Any) -> Any:
     """A^T y written into ``out`` (shape ``in_shape``, float32); returns ``out``. Uses the operator's own
     ``adjoint_into`` when it has one, else copies ``adjoint(y)`` into ``out`` (one temporary array)."""
-    method = getattr(operator, "adjoint_into", None)
-    if method is not None:
-        return method(y, out)
-    out[...] = operator.adjoint(y)
+    return _into(operator, "adjoint", y, out)
+
+
+def _into(operator: Any, method: str, a: Any, out: Any) -> Any:
+    into = getattr(operator, f"{method}_into", None)
+    if into is not None:
+        return into(a, out)
+    out[...] = getattr(operator, method)(a)
     return out
 
 
