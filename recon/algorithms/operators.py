@@ -8,13 +8,20 @@
 Every ``apply`` / ``adjoint`` checks the input shape and returns a new array, in the input's array
 module (numpy or cupy), that the caller may modify. Operators holding an array (ElementwiseMultiply)
 need their input on the same device as that array.
+
+Every operator here also has ``apply_into(x, out)`` / ``adjoint_into(y, out)``, which overwrite a
+preallocated float32 ``out``: without allocating for the elementwise ones (``inplace_safe = True``: ``out``
+may be the input itself) and for compositions of allocation-free operators (intermediate results go to
+buffers allocated once per composition); by copying ``apply``'s result otherwise. :func:`apply_into` /
+:func:`adjoint_into` call them on any operator, falling back to ``apply`` / ``adjoint`` for operators that
+lack them.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from recon.algorithms.protocol import LinearOperator
-from recon.backend import is_device_array
+from recon.backend import array_module, is_device_array
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -26,11 +33,49 @@ def _check_shape(name: str, what: str, array: Any, expected: tuple[int, ...]) ->
         raise ValueError(f"{name}: {what} shape {tuple(array.shape)} != expected {expected}")
 
 
+def _check_out(name: str, what: str, x: Any, out: Any, expected: tuple[int, ...]) -> None:
+    """``out`` of an ``*_into`` call: the expected shape, float32, on the input's device."""
+    _check_shape(name, f"{what} out", out, expected)
+    if out.dtype != "float32":
+        raise TypeError(f"{name}: {what} out must be float32, got {out.dtype}")
+    if is_device_array(out) != is_device_array(x):
+        raise ValueError(f"{name}: {what} out and input live on different devices")
+
+
+def is_inplace_safe(operator: Any) -> bool:
+    """True when ``operator``'s ``apply_into`` / ``adjoint_into`` accept ``out`` = the input (its
+    ``inplace_safe`` attribute; absent = False)."""
+    return bool(getattr(operator, "inplace_safe", False))
+
+
+def apply_into(operator: Any, x: Any, out: Any) -> Any:
+    """A x written into ``out`` (shape ``out_shape``, float32); returns ``out``. Uses the operator's own
+    ``apply_into`` when it has one, else copies ``apply(x)`` into ``out`` (one temporary array)."""
+    return _into(operator, "apply", x, out)
+
+
+def adjoint_into(operator: Any, y: Any, out: Any) -> Any:
+    """A^T y written into ``out`` (shape ``in_shape``, float32); returns ``out``. Uses the operator's own
+    ``adjoint_into`` when it has one, else copies ``adjoint(y)`` into ``out`` (one temporary array)."""
+    return _into(operator, "adjoint", y, out)
+
+
+def _into(operator: Any, method: str, a: Any, out: Any) -> Any:
+    into = getattr(operator, f"{method}_into", None)
+    if into is not None:
+        return into(a, out)
+    out[...] = getattr(operator, method)(a)
+    return out
+
+
 class _Checked:
-    """Shape checks around ``_apply`` / ``_adjoint``; subclasses set in_shape and out_shape."""
+    """Shape checks around ``_apply`` / ``_adjoint`` (and ``_apply_into`` / ``_adjoint_into``); subclasses
+    set in_shape and out_shape. The default ``*_into`` copies the new array of ``_apply`` / ``_adjoint``
+    into ``out``: correct, not allocation-free; subclasses override them where they can do better."""
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
+    inplace_safe: bool = False  # True: apply_into / adjoint_into accept out = the input (elementwise)
 
     def apply(self, x: Any) -> Any:
         """A x (shape ``in_shape`` -> ``out_shape``), a new array."""
@@ -42,18 +87,48 @@ class _Checked:
         _check_shape(type(self).__name__, "adjoint input", y, self.out_shape)
         return self._adjoint(y)
 
+    def apply_into(self, x: Any, out: Any) -> Any:
+        """A x written into ``out`` (shape ``out_shape``, float32, x's device), overwritten; returns ``out``.
+        ``out`` may be x only when ``inplace_safe``."""
+        name = type(self).__name__
+        _check_shape(name, "apply input", x, self.in_shape)
+        _check_out(name, "apply", x, out, self.out_shape)
+        return self._apply_into(x, out)
+
+    def adjoint_into(self, y: Any, out: Any) -> Any:
+        """A^T y written into ``out`` (shape ``in_shape``, float32, y's device), overwritten (not added to);
+        returns ``out``. ``out`` may be y only when ``inplace_safe``."""
+        name = type(self).__name__
+        _check_shape(name, "adjoint input", y, self.out_shape)
+        _check_out(name, "adjoint", y, out, self.in_shape)
+        return self._adjoint_into(y, out)
+
     def _apply(self, x: Any) -> Any:
         raise NotImplementedError
 
     def _adjoint(self, y: Any) -> Any:
         raise NotImplementedError
 
+    def _apply_into(self, x: Any, out: Any) -> Any:
+        out[...] = self._apply(x)
+        return out
+
+    def _adjoint_into(self, y: Any, out: Any) -> Any:
+        out[...] = self._adjoint(y)
+        return out
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.in_shape} -> {self.out_shape})"
 
 
 class ComposedOperator(_Checked):
-    """A_1 o A_2 o ... o A_n: ``apply`` runs A_n first; ``adjoint`` runs A_1^T first (the reverse)."""
+    """A_1 o A_2 o ... o A_n: ``apply`` runs A_n first; ``adjoint`` runs A_1^T first (the reverse).
+
+    ``apply_into`` / ``adjoint_into``: the last operator that is not in-place safe writes into ``out`` and
+    the in-place-safe ones after it work in place on ``out``; results before it go to intermediate buffers,
+    allocated on first use once per composition (and direction, and step) and reused, so the composition
+    allocates nothing when its parts do not. In-place safe when all its parts are.
+    """
 
     def __init__(self, operators: tuple[LinearOperator, ...]) -> None:
         if len(operators) < 1:
@@ -68,6 +143,8 @@ class ComposedOperator(_Checked):
         self.operators = tuple(operators)
         self.in_shape = _shape(operators[-1].in_shape)
         self.out_shape = _shape(operators[0].out_shape)
+        self.inplace_safe = all(is_inplace_safe(op) for op in self.operators)
+        self._buffers: dict[tuple[str, int], Any] = {}
 
     def _apply(self, x: Any) -> Any:
         for op in reversed(self.operators):
@@ -78,6 +155,46 @@ class ComposedOperator(_Checked):
         for op in self.operators:
             y = op.adjoint(y)
         return y
+
+    def _apply_into(self, x: Any, out: Any) -> Any:
+        steps = [(op, apply_into, _shape(op.out_shape)) for op in reversed(self.operators)]
+        return self._chain_into("apply", steps, x, out)
+
+    def _adjoint_into(self, y: Any, out: Any) -> Any:
+        steps = [(op, adjoint_into, _shape(op.in_shape)) for op in self.operators]
+        return self._chain_into("adjoint", steps, y, out)
+
+    def _buffer(self, direction: str, step: int, shape: tuple[int, ...], like: Any) -> Any:
+        """The float32 intermediate of ``step``, allocated once in ``like``'s array module."""
+        xp = array_module(like)
+        buf = self._buffers.get((direction, step))
+        if buf is None or tuple(buf.shape) != shape or array_module(buf) is not xp:
+            buf = xp.empty(shape, dtype=xp.float32)
+            self._buffers[(direction, step)] = buf
+        return buf
+
+    def _chain_into(self, direction: str, steps: list, src: Any, out: Any) -> Any:
+        """Run ``steps`` (operator, into-function, result shape) in order from ``src`` into ``out``."""
+        last_unsafe = max((k for k, (op, _, _) in enumerate(steps) if not is_inplace_safe(op)), default=-1)
+        for k, (op, into, shape) in enumerate(steps):
+            if k > last_unsafe:  # in-place safe: work on out (from the input at step 0)
+                into(op, src, out)
+                src = out
+            elif k == last_unsafe and not (k == 0 and array_module(src).may_share_memory(src, out)):
+                into(op, src, out)
+                src = out
+            elif k == last_unsafe:  # out overlaps the input of a step that must not write over it
+                buf = self._buffer(direction, k, shape, src)
+                into(op, src, buf)
+                out[...] = buf
+                src = out
+            elif k > 0 and is_inplace_safe(op):  # src is one of our buffers: update it in place
+                into(op, src, src)
+            else:
+                buf = self._buffer(direction, k, shape, src)
+                into(op, src, buf)
+                src = buf
+        return out
 
 
 def compose(*operators: LinearOperator) -> ComposedOperator:
@@ -100,8 +217,11 @@ class ElementwiseMultiply(_Checked):
     to every TOF bin of (view, plane, radial, tof) data).
 
     w stays where it is (numpy or cupy); inputs must live on the same device. Weights are used as
-    given (not copied): do not modify them while the operator is in use.
+    given (not copied): do not modify them while the operator is in use. In-place safe: ``apply_into(x, x)``
+    multiplies x in place.
     """
+
+    inplace_safe = True
 
     def __init__(self, weights: Any, shape: tuple[int, ...] | None = None) -> None:
         if weights.ndim == 0:
@@ -114,20 +234,34 @@ class ElementwiseMultiply(_Checked):
                 raise ValueError(f"ElementwiseMultiply: weights of shape {w} do not broadcast to {self.in_shape}")
         self.out_shape = self.in_shape
 
-    def _multiply(self, x: Any) -> Any:
+    def _check_device(self, x: Any) -> None:
         if is_device_array(x) != is_device_array(self.weights):
             where = {True: "the GPU", False: "the host"}
             raise ValueError(
                 f"ElementwiseMultiply: input is on {where[is_device_array(x)]} but the weights are on "
                 f"{where[is_device_array(self.weights)]}"
             )
+
+    def _multiply(self, x: Any) -> Any:
+        self._check_device(x)
         return x * self.weights
+
+    def _multiply_into(self, x: Any, out: Any) -> Any:
+        self._check_device(x)
+        array_module(x).multiply(x, self.weights, out=out)
+        return out
 
     def _apply(self, x: Any) -> Any:
         return self._multiply(x)
 
     def _adjoint(self, y: Any) -> Any:
         return self._multiply(y)
+
+    def _apply_into(self, x: Any, out: Any) -> Any:
+        return self._multiply_into(x, out)
+
+    def _adjoint_into(self, y: Any, out: Any) -> Any:
+        return self._multiply_into(y, out)
 
 
 class AdjointOperator(_Checked):
@@ -137,12 +271,19 @@ class AdjointOperator(_Checked):
         self.operator = operator
         self.in_shape = _shape(operator.out_shape)
         self.out_shape = _shape(operator.in_shape)
+        self.inplace_safe = is_inplace_safe(operator)
 
     def _apply(self, x: Any) -> Any:
         return self.operator.adjoint(x)
 
     def _adjoint(self, y: Any) -> Any:
         return self.operator.apply(y)
+
+    def _apply_into(self, x: Any, out: Any) -> Any:
+        return adjoint_into(self.operator, x, out)
+
+    def _adjoint_into(self, y: Any, out: Any) -> Any:
+        return apply_into(self.operator, y, out)
 
 
 def adjoint_of(operator: LinearOperator) -> LinearOperator:
@@ -153,7 +294,9 @@ def adjoint_of(operator: LinearOperator) -> LinearOperator:
 
 
 class ScalingOperator(_Checked):
-    """x -> c x on arrays of ``shape`` (c real; self-adjoint)."""
+    """x -> c x on arrays of ``shape`` (c real; self-adjoint; in-place safe)."""
+
+    inplace_safe = True
 
     def __init__(self, shape: tuple[int, ...], factor: float) -> None:
         self.in_shape = _shape(shape)
@@ -166,12 +309,24 @@ class ScalingOperator(_Checked):
     def _adjoint(self, y: Any) -> Any:
         return self._apply(y)
 
+    def _apply_into(self, x: Any, out: Any) -> Any:
+        array_module(x).multiply(x, self.factor, out=out)
+        return out
+
+    def _adjoint_into(self, y: Any, out: Any) -> Any:
+        return self._apply_into(y, out)
+
 
 class IdentityOperator(ScalingOperator):
-    """x -> x on arrays of ``shape`` (returns a copy the caller may modify)."""
+    """x -> x on arrays of ``shape`` (returns a copy the caller may modify; in-place safe)."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__(shape, 1.0)
 
     def _apply(self, x: Any) -> Any:
         return x.copy()
+
+    def _apply_into(self, x: Any, out: Any) -> Any:
+        if out is not x:
+            out[...] = x
+        return out

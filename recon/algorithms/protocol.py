@@ -13,7 +13,18 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class LinearOperator(Protocol):
-    """A linear map with its exact adjoint; arrays stay in the caller's array module."""
+    """A linear map with its exact adjoint; arrays stay in the caller's array module.
+
+    Optional, for loops that must not allocate (OSEM; see :func:`recon.algorithms.operators.apply_into`,
+    which falls back to ``apply`` for operators without them):
+
+    - ``apply_into(x, out) -> out``: write A x into the preallocated ``out`` (shape ``out_shape``,
+      float32, on x's device), overwriting it;
+    - ``adjoint_into(y, out) -> out``: write A^T y into ``out`` (shape ``in_shape``), overwriting it
+      (not adding);
+    - ``inplace_safe: bool``: True when ``out`` may be the input array itself (elementwise operators);
+      absent means False: ``out`` must not overlap the input.
+    """
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]

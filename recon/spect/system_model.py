@@ -298,23 +298,39 @@ class SPECTSystemModel:
             return op
         return compose(ElementwiseMultiply(self.row_weights, shape=op.out_shape), op)
 
-    def _forward_views(self, image: Any, views_dev: Any) -> Any:
+    def _forward_views(self, image: Any, views_dev: Any, out: Any | None = None) -> Any:
+        """Projections of ``views_dev`` into ``out`` (overwritten), or a new array when None."""
         if tuple(image.shape) != self.image_shape:
             raise ValueError(f"image shape {tuple(image.shape)} != model image shape {self.image_shape}")
-        masked = self._masked_image  # reused buffer: no image-sized allocation per subset
-        self._xp.multiply(image, self.fov, out=masked)
+        masked = self._mask_into(image, self._masked_image)  # reused buffer: no image-sized allocation per subset
         return projector.forward(masked, self.proj_geometry, views_dev, self.attenuation,
-                                 self.workspace(int(views_dev.size)))
+                                 self.workspace(int(views_dev.size)), out=out)
 
-    def _back_views(self, proj: Any, views_dev: Any) -> Any:
+    def _back_views(self, proj: Any, views_dev: Any, out: Any | None = None) -> Any:
+        """Back projection of ``views_dev`` into ``out`` (overwritten, not added to), or a new array when None."""
+        if out is not None:
+            out.fill(0.0)  # the projector adds into out
         img = projector.back(proj, self.proj_geometry, views_dev, self.image_shape, self.attenuation,
-                             self.workspace(int(views_dev.size)))
-        img *= self.fov
-        return img
+                             self.workspace(int(views_dev.size)), out=out)
+        return self._mask_into(img, img)
+
+    def _mask_into(self, image: Any, out: Any) -> Any:
+        """out = image x the reconstruction circle (``out`` may be ``image``); returns out. On the host slice
+        by slice: a broadcast NumPy multiply allocates an iterator buffer (32 KiB) per call on small images."""
+        if self.device == "cpu":
+            fov = self.fov[0]
+            for z in range(image.shape[0]):
+                np.multiply(image[z], fov, out=out[z])
+        else:
+            self._xp.multiply(image, self.fov, out=out)
+        return out
 
 
 class SPECTViewsOperator:
-    """A LinearOperator for a subset of views: apply (image -> projections) and its exact adjoint."""
+    """A LinearOperator for a subset of views: apply (image -> projections) and its exact adjoint, as new
+    arrays or (``apply_into`` / ``adjoint_into``) into preallocated ones without allocating."""
+
+    inplace_safe = False  # image and projections differ in shape: out is never the input
 
     def __init__(self, model: SPECTSystemModel, views: Any) -> None:
         self.model = model
@@ -329,3 +345,21 @@ class SPECTViewsOperator:
     def adjoint(self, y: Any) -> Any:
         """Back projection of y for this subset's views."""
         return self.model._back_views(y, self.views)
+
+    def apply_into(self, x: Any, out: Any) -> Any:
+        """Forward projection of x written into ``out`` (``out_shape``, float32, C-contiguous); returns out."""
+        _check_into("apply", out, self.out_shape)
+        return self.model._forward_views(x, self.views, out=out)
+
+    def adjoint_into(self, y: Any, out: Any) -> Any:
+        """Back projection of y written into ``out`` (``in_shape``, float32, C-contiguous; overwritten);
+        returns out."""
+        if tuple(y.shape) != self.out_shape:
+            raise ValueError(f"SPECTViewsOperator: adjoint input shape {tuple(y.shape)} != expected {self.out_shape}")
+        _check_into("adjoint", out, self.in_shape)
+        return self.model._back_views(y, self.views, out=out)
+
+
+def _check_into(what: str, out: Any, shape: tuple[int, ...]) -> None:
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"SPECTViewsOperator: {what} out shape {tuple(out.shape)} != expected {tuple(shape)}")
