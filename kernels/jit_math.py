@@ -2,7 +2,7 @@
 
 Compiled code can only call compiled code: each function is rebuilt over one shared globals dict in
 which its siblings are replaced by their compiled versions, so calls between them resolve to the same
-target. (:mod:`kernels.spect_math` and :mod:`kernels.pet_math` carry their own copy of this loop.)
+target. (Used by :mod:`kernels.spect_math`, :mod:`kernels.pet_math` and :mod:`kernels.osem_math`.)
 """
 from __future__ import annotations
 

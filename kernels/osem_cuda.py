@@ -6,10 +6,8 @@ per-element math is :mod:`kernels.osem_math`, the same functions the CPU path co
 Every kernel is a grid-stride loop over the flat (C-contiguous) arrays, so any launch size gives the
 same result; :func:`launch_config` gives the size used (pure arithmetic, checked by the tests).
 
-Device arrays are handed to Numba as views made with ``sync=False`` and the kernels are launched on the
-stream the arrays name (CuPy's current stream): launching with the CuPy arrays themselves would make
-Numba synchronise the host with that stream once per array argument (``NUMBA_CUDA_ARRAY_INTERFACE_SYNC``),
-a host sync in every sub-iteration.
+Launched through :mod:`kernels.cuda_launch`: on the stream the arrays name, without Numba's host
+synchronisation per array argument.
 
 Bit-for-bit equality with the CPU: the ratio has no multiply-add; in the update, NVVM may contract
 ``back_ratio * inv_sens + unseen`` into one fused multiply-add, which equals the CPU's two roundings
@@ -23,6 +21,7 @@ from typing import Any
 from numba import cuda
 
 from kernels import osem_math as om
+from kernels.cuda_launch import launch
 
 _math = om.compile_math(cuda.jit(device=True, inline="always"))
 _poisson_ratio = _math["poisson_ratio"]
@@ -85,35 +84,12 @@ def launch_config(n: int, threads: int = THREADS, n_sm: int = N_SM,
     return min(blocks, n_sm * blocks_per_sm), int(threads)
 
 
-_STREAMS: dict[int, Any] = {}
-
-
-def _stream_of(a: Any) -> Any:
-    """The stream a device array names in its ``__cuda_array_interface__`` (0, the default stream, if none)."""
-    desc = getattr(a, "__cuda_array_interface__", None)
-    ptr = None if desc is None else desc.get("stream")
-    if not ptr:
-        return 0
-    if ptr not in _STREAMS:
-        _STREAMS[ptr] = cuda.external_stream(ptr)
-    return _STREAMS[ptr]
-
-
-def _flat(a: Any) -> Any:
-    """A flat view Numba can launch with: device arrays wrapped without a stream sync; host arrays (the
-    CUDA simulator) as they are."""
-    a = a.reshape(-1)
-    if hasattr(a, "__cuda_array_interface__"):
-        return cuda.as_cuda_array(a, sync=False)
-    return a
-
-
 def _launch(kernel: Any, arrays: tuple, threads: int | None, max_blocks: int | None) -> None:
-    blocks, t = launch_config(int(arrays[0].size), threads or THREADS)  # all arrays have one size
+    """Launch over the flat arrays (all of one size) through :func:`kernels.cuda_launch.launch`."""
+    blocks, t = launch_config(int(arrays[0].size), threads or THREADS)
     if max_blocks is not None:
         blocks = max(1, min(blocks, max_blocks))
-    stream = _stream_of(arrays[0])
-    kernel[blocks, t, stream](*(_flat(a) for a in arrays))
+    launch(kernel, blocks, t, tuple(a.reshape(-1) for a in arrays))
 
 
 def poisson_ratio(measured: Any, expected: Any, additive: Any | None, out: Any,

@@ -18,6 +18,7 @@ import numpy as np
 from numba import prange
 
 from kernels import osem_math as om
+from kernels.arrays import describe, is_device_array, location
 
 _math = om.compile_math(numba.njit(inline="always"))
 _poisson_ratio = _math["poisson_ratio"]
@@ -43,17 +44,6 @@ def _osem_update_cpu(x, back_ratio, inv_sens, unseen):
         x[i] = _osem_factor(x[i], back_ratio[i], inv_sens[i], unseen[i])
 
 
-def _is_device(a: Any) -> bool:
-    return hasattr(a, "__cuda_array_interface__")
-
-
-def _location(a: Any) -> tuple:
-    if not _is_device(a):
-        return ("cpu",)
-    dev = getattr(a, "device", None)
-    return ("cuda", getattr(dev, "id", getattr(dev, "index", None)))
-
-
 def _check(**named: Any) -> bool:
     """Validate the named arrays (None skipped) against the first; returns True for device arrays."""
     first_name, first = None, None
@@ -71,9 +61,10 @@ def _check(**named: Any) -> bool:
             continue
         if tuple(a.shape) != tuple(first.shape):
             raise ValueError(f"{name} has shape {tuple(a.shape)} but {first_name} has {tuple(first.shape)}")
-        if _location(a) != _location(first):
-            raise ValueError(f"{name} and {first_name} live on different devices; all arrays must live on one")
-    return _is_device(first)
+        if location(a) != location(first):
+            raise ValueError(f"{name} is on {describe(location(a))} but {first_name} is on "
+                             f"{describe(location(first))}; all arrays must live on one device")
+    return is_device_array(first)
 
 
 def poisson_ratio_into(measured: Any, expected: Any, additive: Any | None, out: Any) -> Any:

@@ -39,8 +39,9 @@ this module, delete ``kernels/__pycache__/pet_cpu.*.nb[ic]`` (touching ``pet_cpu
 from __future__ import annotations
 
 import math
-import types
 from typing import Any, Callable
+
+from kernels.jit_math import compile_functions
 
 SQRT2 = math.sqrt(2.0)
 
@@ -355,21 +356,7 @@ FUNCTIONS: tuple[str, ...] = (
 
 
 def compile_math(jit: Callable[[Callable], Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every function of :data:`FUNCTIONS` compiled with ``jit``, calling each other's compiled versions.
-
-    ``overrides`` maps names to already compiled replacements (the CUDA build's atomic
-    :func:`accumulate`). Functions are rebuilt over one shared globals dict (compiled code can
-    only call compiled code).
-    """
-    scope: dict[str, Any] = dict(globals())
-    compiled: dict[str, Any] = dict(overrides or {})
-    scope.update(compiled)
-    for name in FUNCTIONS:
-        if name in compiled:
-            continue
-        f = globals()[name]
-        g = types.FunctionType(f.__code__, scope, name, f.__defaults__, f.__closure__)
-        g.__doc__, g.__qualname__ = f.__doc__, f.__qualname__
-        compiled[name] = jit(g)
-        scope[name] = compiled[name]
-    return compiled
+    """Every function of :data:`FUNCTIONS` compiled with ``jit``, calling each other's compiled versions
+    (:func:`kernels.jit_math.compile_functions`); ``overrides`` maps names to already compiled
+    replacements (the CUDA build's atomic :func:`accumulate`)."""
+    return compile_functions(globals(), FUNCTIONS, jit, overrides)

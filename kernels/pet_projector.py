@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kernels import pet_math as pm
-from kernels.spect_projector import array_module, is_device_array
+from kernels.arrays import array_module, is_device_array
 
 CPU_BUFFER_BYTES = 1 << 30  # per-thread back-projection buffers: at most this much host memory
 

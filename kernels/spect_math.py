@@ -28,10 +28,11 @@ stamp: after editing this module, touch ``spect_cpu.py`` (or delete
 from __future__ import annotations
 
 import math
-import types
 from typing import Any, Callable
 
 import numpy as np
+
+from kernels.jit_math import compile_functions
 
 # Largest variance (pixel^2) one 3-tap pass may carry; larger increments are
 # split into several passes so each kernel [w, 1 - 2w, w] stays Gaussian-like.
@@ -223,19 +224,7 @@ FUNCTIONS: tuple[str, ...] = (
 
 
 def compile_math(jit: Callable[[Callable], Any]) -> dict[str, Any]:
-    """Every function of :data:`FUNCTIONS` compiled with ``jit``, calling each other's compiled versions.
-
-    ``jit`` is e.g. ``numba.njit(inline="always")`` or
-    ``numba.cuda.jit(device=True, inline="always")``. Each function is rebuilt
-    over one shared globals dict in which its siblings are replaced by their
-    compiled versions (compiled code can only call compiled code).
-    """
-    scope: dict[str, Any] = dict(globals())
-    compiled: dict[str, Any] = {}
-    for name in FUNCTIONS:
-        f = globals()[name]
-        g = types.FunctionType(f.__code__, scope, name, f.__defaults__, f.__closure__)
-        g.__doc__, g.__qualname__ = f.__doc__, f.__qualname__
-        compiled[name] = jit(g)
-    scope.update(compiled)
-    return compiled
+    """Every function of :data:`FUNCTIONS` compiled with ``jit`` (e.g. ``numba.njit(inline="always")`` or
+    ``numba.cuda.jit(device=True, inline="always")``), calling each other's compiled versions
+    (:func:`kernels.jit_math.compile_functions`)."""
+    return compile_functions(globals(), FUNCTIONS, jit)

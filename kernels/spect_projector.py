@@ -22,60 +22,12 @@ projector is the exact transpose of each step in reverse order.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-# What a device array's package must provide to be used as its array module.
-_NAMESPACE_NEEDS: tuple[str, ...] = ("empty", "zeros", "arange", "asarray", "isfinite", "float32", "int64")
-
-
-def is_device_array(a: Any) -> bool:
-    """True for a GPU array (one that exposes ``__cuda_array_interface__``)."""
-    return hasattr(a, "__cuda_array_interface__")
-
-
-def _location(a: Any) -> tuple:
-    """("cpu",) for host arrays, ("cuda", device id) for device arrays."""
-    if not is_device_array(a):
-        return ("cpu",)
-    dev = getattr(a, "device", None)
-    return ("cuda", getattr(dev, "id", getattr(dev, "index", None)))
-
-
-def _namespace_of(name: str, a: Any) -> Any:
-    """The array module of ``a``: numpy on the host, the package of its type (e.g. cupy) on the device."""
-    if not is_device_array(a):
-        return np
-    xp = sys.modules.get(type(a).__module__.split(".")[0])
-    if xp is None or not all(hasattr(xp, attr) for attr in _NAMESPACE_NEEDS):
-        raise TypeError(f"{name}: device arrays of type {type(a).__module__}.{type(a).__name__} are not supported "
-                        "(use CuPy arrays)")
-    return xp
-
-
-def array_module(**named: Any) -> Any:
-    """The one array module of the named arrays (None entries ignored).
-
-    Raises ValueError naming the first argument that lives on another device than the first one.
-    """
-    first_name, first_loc, xp = None, None, np
-    for name, a in named.items():
-        if a is None:
-            continue
-        loc = _location(a)
-        if first_name is None:
-            first_name, first_loc, xp = name, loc, _namespace_of(name, a)
-        elif loc != first_loc:
-            raise ValueError(f"{name} is on {_describe(loc)} but {first_name} is on {_describe(first_loc)}; "
-                             "all arrays must live on one device")
-    return xp
-
-
-def _describe(loc: tuple) -> str:
-    return "the host (NumPy)" if loc[0] == "cpu" else f"CUDA device {loc[1]}"
+from kernels.arrays import array_module, is_device_array, location  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -244,7 +196,7 @@ _AIR_DUMMY = np.ones(1, dtype=np.uint8)
 
 def _dummy(xp: Any, like: Any, ndim: int) -> Any:
     """A placeholder float32 array of ``ndim`` dims for "no attenuation", once per array module and device."""
-    key = (id(xp), _location(like), ndim)
+    key = (id(xp), location(like), ndim)
     if key not in _DUMMY:
         _DUMMY[key] = xp.zeros((1,) * ndim, dtype=xp.float32)
     return _DUMMY[key]

@@ -13,7 +13,8 @@ The loop allocates nothing and never waits for the device after its setup: one p
 distinct subset data shape and one image buffer are allocated before it, the operators write into them
 (``apply_into`` / ``adjoint_into``, :func:`~recon.algorithms.operators.apply_into`; operators without
 them fall back to ``apply`` / ``adjoint``), and the ratio and the update run as two fused elementwise
-kernels (:mod:`recon.elementwise`, over :mod:`kernels.osem_update`).
+kernels (:mod:`kernels.osem_update`: modality-free array arithmetic, the one kernels module this
+package may use).
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kernels.osem_update import osem_update_into, poisson_ratio_into
 from recon.algorithms.operators import adjoint_into, apply_into
 from recon.algorithms.protocol import Subset
 from recon.backend import array_module
-from recon.elementwise import osem_update_into, poisson_ratio_into
 
 logger = logging.getLogger(__name__)
 
