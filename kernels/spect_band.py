@@ -17,6 +17,7 @@ below :data:`DROPPED_WEIGHT_LIMIT` (the rows sum to at most 1).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -27,6 +28,7 @@ from kernels import spect_math as sm
 _math = sm.compile_math(numba.njit(inline="always"))
 _blur_passes = _math["blur_passes"]
 _blur_weight = _math["blur_weight"]
+_blur3 = _math["blur3"]
 
 # Largest summed |weight| a row of C_{>k} may lose to the band's truncation (relative to a row sum <= 1).
 DROPPED_WEIGHT_LIMIT: float = 1e-7
@@ -54,13 +56,11 @@ def _fill_band(var_z: np.ndarray, var_c: np.ndarray, band: np.ndarray, dropped: 
             n = _blur_passes(var_z[p, k + 1], var_c[p, k + 1])
             if n > 0:
                 w32 = np.float32(_blur_weight(var_c[p, k + 1], n))
-                side = np.float64(w32)
-                centre = np.float64(np.float32(1.0) - np.float32(2.0) * w32)
                 for _ in range(n):
                     lo = max(lo - 1, 0)
                     hi = min(hi + 1, nc - 1)
-                    for c in range(lo, hi + 1):
-                        tmp[c + 1] = centre * row[c + 1] + side * (row[c] + row[c + 2])
+                    for c in range(lo, hi + 1):  # float32 weights, float64 products (blur3 on float64 rows)
+                        tmp[c + 1] = _blur3(row[c], row[c + 1], row[c + 2], w32)
                     for c in range(lo, hi + 1):
                         row[c + 1] = tmp[c + 1]
             out = 0.0
@@ -83,14 +83,8 @@ def _profiles(var_z: np.ndarray, var_c: np.ndarray) -> tuple[np.ndarray, np.ndar
     return inverse.reshape(-1).astype(np.int64), var_z[first], var_c[first]
 
 
-def column_band(var_z: np.ndarray, var_c: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(profile (n_views,) int64, band (n_profiles, n_depth, n_cols, 2 half + 1) float32, half) of the
-    column blurs ``C_{>k}`` for variance increments ``var_z``, ``var_c`` (n_views, n_depth + 1, pixel^2).
-
-    ``half`` starts at 6.5 sigma of the widest cumulative column blur (+2) and doubles until no row
-    loses more than :data:`DROPPED_WEIGHT_LIMIT` of its weight (at most n_cols - 1: nothing dropped).
-    Cost: n_profiles x n_cols rows x (all passes) x (row width), in parallel; memory: the band.
-    """
+def _check_and_profile(var_z: Any, var_c: Any, n_cols: int) -> tuple:
+    """Checked float64 copies, n_cols, profiles and the starting half-width (:func:`column_band`)."""
     var_z = np.ascontiguousarray(var_z, dtype=np.float64)
     var_c = np.ascontiguousarray(var_c, dtype=np.float64)
     if var_z.shape != var_c.shape or var_z.ndim != 2 or var_z.shape[1] < 2:
@@ -101,7 +95,39 @@ def column_band(var_z: np.ndarray, var_c: np.ndarray, n_cols: int) -> tuple[np.n
     profile, pz, pc = _profiles(var_z, var_c)
     total = float(pc[:, 1:].sum(axis=1).max())
     half = min(n_cols - 1, int(math.ceil(6.5 * math.sqrt(total))) + 2)
-    n_depth = var_c.shape[1] - 1
+    return n_cols, profile, pz, pc, half
+
+
+def column_band_device(var_z: np.ndarray, var_c: np.ndarray, n_cols: int, xp: Any) -> tuple[Any, Any, int]:
+    """:func:`column_band` built on the GPU (``xp`` = cupy; one block per (profile, row) of
+    :mod:`kernels.spect_cuda`), for orbits with many profiles (every view of a non-circular orbit); the
+    dropped weight is bounded from above (per thread, the largest over planes, summed): one host sync per
+    width tried."""
+    from kernels import spect_cuda  # noqa: PLC0415 - lazy: only with device arrays
+
+    n_cols, profile, pz, pc, half = _check_and_profile(var_z, var_c, n_cols)
+    pz_d, pc_d = xp.asarray(pz), xp.asarray(pc)
+    n_depth = pc.shape[1] - 1
+    threads = spect_cuda.THREADS["column_band"]
+    while True:
+        band = xp.zeros((pc.shape[0], n_depth, n_cols, 2 * half + 1), dtype=xp.float32)
+        partial = xp.zeros((pc.shape[0], n_cols, threads), dtype=xp.float64)
+        spect_cuda.column_band(pz_d, pc_d, band, partial)
+        if half >= n_cols - 1 or float(partial.sum(axis=2).max()) <= DROPPED_WEIGHT_LIMIT:
+            return xp.asarray(profile), band, half
+        half = min(n_cols - 1, 2 * half)
+
+
+def column_band(var_z: np.ndarray, var_c: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(profile (n_views,) int64, band (n_profiles, n_depth, n_cols, 2 half + 1) float32, half) of the
+    column blurs ``C_{>k}`` for variance increments ``var_z``, ``var_c`` (n_views, n_depth + 1, pixel^2).
+
+    ``half`` starts at 6.5 sigma of the widest cumulative column blur (+2) and doubles until no row
+    loses more than :data:`DROPPED_WEIGHT_LIMIT` of its weight (at most n_cols - 1: nothing dropped).
+    Cost: n_profiles x n_cols rows x (all passes) x (row width), in parallel; memory: the band.
+    """
+    n_cols, profile, pz, pc, half = _check_and_profile(var_z, var_c, n_cols)
+    n_depth = pc.shape[1] - 1
     while True:
         band = np.zeros((pc.shape[0], n_depth, n_cols, 2 * half + 1), dtype=np.float32)
         dropped = np.zeros((pc.shape[0], n_cols), dtype=np.float64)

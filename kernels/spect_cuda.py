@@ -51,6 +51,7 @@ _exp_small = _math["exp_small"]
 _blur_passes = _math["blur_passes"]
 _blur_weight = _math["blur_weight"]
 _blur3_1d_at = _math["blur3_1d_at"]
+_blur3 = _math["blur3"]
 
 # Rows per shared-memory tile of ``blur_columns`` (one warp's width: the tile's rows are contiguous).
 Z_TILE: int = 32
@@ -280,6 +281,50 @@ def gather_body(planes, views, cos_t, sin_t, centers, out):
         out[z, iy, ix] += total
 
 
+def column_band_body(var_z, var_c, band, partial):
+    """Block-stride over rows (p, r) of the column blurs of profile p: band[p, k, r, j] = C_{>k}[r, r + j - half]
+    (the host builder's :func:`kernels.spect_band._fill_band`, float64 rows in dynamic shared memory,
+    2 (nc + 2) float64); partial[p, r, thread] = that thread's largest |weight| outside the band over k
+    (their sum bounds the weight a row loses)."""
+    sh = cuda.shared.array(0, dtype=numba.float64)
+    n_prof = band.shape[0]
+    nk = band.shape[1]
+    nc = band.shape[2]
+    width = band.shape[3]
+    half = (width - 1) // 2
+    row, tmp = sh[:nc + 2], sh[nc + 2:2 * (nc + 2)]
+    tid = cuda.threadIdx.x
+    for t in range(cuda.blockIdx.x, n_prof * nc, cuda.gridDim.x):
+        p = t // nc
+        r = t - p * nc
+        for c in range(tid, nc + 2, cuda.blockDim.x):
+            row[c] = 1.0 if c == r + 1 else 0.0
+            tmp[c] = 0.0
+        cuda.syncthreads()
+        worst = 0.0
+        for k in range(nk - 1, -1, -1):
+            n = _blur_passes(var_z[p, k + 1], var_c[p, k + 1])
+            if n > 0:
+                w32 = np.float32(_blur_weight(var_c[p, k + 1], n))
+                for _ in range(n):
+                    for c in range(tid, nc, cuda.blockDim.x):
+                        tmp[c + 1] = _blur3(row[c], row[c + 1], row[c + 2], w32)
+                    cuda.syncthreads()
+                    for c in range(tid, nc, cuda.blockDim.x):
+                        row[c + 1] = tmp[c + 1]
+                    cuda.syncthreads()
+            for j in range(tid, width, cuda.blockDim.x):
+                c = r + j - half
+                band[p, k, r, j] = np.float32(row[c + 1]) if 0 <= c < nc else np.float32(0.0)
+            out = 0.0
+            for c in range(tid, nc, cuda.blockDim.x):
+                if c < r - half or c > r + half:
+                    out += abs(row[c + 1])
+            worst = max(worst, out)
+        partial[p, r, tid] = worst
+        cuda.syncthreads()
+
+
 KERNEL_BODIES = {
     "to_zlast": to_zlast_body,
     "total_transmission": total_transmission_body,
@@ -289,12 +334,14 @@ KERNEL_BODIES = {
     "depth_spread": depth_spread_body,
     "back_attenuate": back_attenuate_body,
     "gather": gather_body,
+    "column_band": column_band_body,
 }
 # kernels that loop over tiles or columns with the whole block (shared memory, barriers); the others
 # grid-stride one element per thread
-BLOCK_STRIDE: frozenset = frozenset({"blur_columns", "depth_sum", "depth_spread"})
+BLOCK_STRIDE: frozenset = frozenset({"blur_columns", "depth_sum", "depth_spread", "column_band"})
 THREADS: dict[str, int] = {"to_zlast": 256, "total_transmission": 128, "forward_samples": 128, "blur_columns": 256,
-                           "depth_sum": 128, "depth_spread": 128, "back_attenuate": 128, "gather": 256}
+                           "depth_sum": 128, "depth_spread": 128, "back_attenuate": 128, "gather": 256,
+                           "column_band": 128}
 
 KERNELS = {name: cuda.jit(body) for name, body in KERNEL_BODIES.items()}
 
@@ -315,6 +362,7 @@ def kernel_signatures() -> dict[str, tuple]:
         "depth_spread": (f32_3, i64, f64_2, f64_2, f32_4),
         "back_attenuate": (f32_2, n, n, t.float64, n, i64, f64, f64, f64, f32_4),
         "gather": (f32_4, i64, f64, f64, f64, f32_3),
+        "column_band": (f64_2, f64_2, f32_4, t.float64[:, :, ::1]),
     }
 
 
@@ -334,6 +382,8 @@ def shared_bytes(name: str, nz: int, nc: int) -> int:
         return nc * Z_TILE * 4
     if name in ("depth_sum", "depth_spread"):
         return 2 * nz * 4
+    if name == "column_band":
+        return 2 * (nc + 2) * 8
     return 0
 
 
@@ -355,6 +405,7 @@ def launch_config(n_sub_views: int, n_views: int, nz: int, ny: int, nx: int, nc:
         "depth_spread": (_capped(n_sub_views * nc, max_blocks), t["depth_spread"]),
         "back_attenuate": (_blocks(rays, t["back_attenuate"], max_blocks), t["back_attenuate"]),
         "gather": (_blocks(nz * ny * nx, t["gather"], max_blocks), t["gather"]),
+        "column_band": (_capped(n_views * nc, max_blocks), t["column_band"]),  # one profile per view at most
     }
 
 
@@ -405,3 +456,14 @@ def total_transmission(mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_de
     nz = mu_t.shape[1]
     cfg = launch_config(views.size, views.size, nz, ny, nx, out.shape[1], n_depth, max_blocks, threads)
     _run("total_transmission", cfg, (mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_depth, out))
+
+
+def column_band(var_z, var_c, band, partial, threads=None, max_blocks=None):
+    """Launch the column-blur band builder: one block per (profile, row) (``partial`` (n_profiles, nc,
+    threads) float64, zeroed by the caller)."""
+    n_prof, nk, nc, _ = band.shape
+    t = dict(THREADS, **(threads or {}))["column_band"]
+    if partial.shape != (n_prof, nc, t):
+        raise ValueError(f"partial must be {(n_prof, nc, t)}, got {tuple(partial.shape)}")
+    blocks = _capped(n_prof * nc, max_blocks)
+    launch(KERNELS["column_band"], blocks, t, (var_z, var_c, band, partial), shared_bytes("column_band", 0, nc))

@@ -82,16 +82,19 @@ class RotateSumGeometry:
 
     def column_band(self, xp: Any, n_cols: int) -> tuple[Any, Any]:
         """(profile (n_views,) int64, band or None) of the column blurs C_{>k} for ``n_cols`` detector columns
-        (:func:`kernels.spect_band.column_band`), in array module ``xp``, built once and cached; band is
+        (:mod:`kernels.spect_band`), in array module ``xp`` (built there: on the GPU for device modules), once and
+        cached; band is
         None when no view blurs across columns (C_{>k} = I). Used by the CUDA path."""
         key = ("band", id(xp), int(n_cols))
         if key not in self._device_cache:
+            from kernels import spect_band  # noqa: PLC0415
+
             if not (self.var_c > 0).any():
                 profile, band = np.zeros(self.n_views, dtype=np.int64), None
-            else:
-                from kernels.spect_band import column_band  # noqa: PLC0415
-
-                profile, band, _ = column_band(self.var_z, self.var_c, n_cols)
+            elif xp is np:
+                profile, band, _ = spect_band.column_band(self.var_z, self.var_c, n_cols)
+            else:  # built on the device: a non-circular orbit has one profile per view
+                profile, band, _ = spect_band.column_band_device(self.var_z, self.var_c, n_cols, xp)
             self._device_cache[key] = (xp.asarray(profile), None if band is None else xp.asarray(band))
         return self._device_cache[key]
 

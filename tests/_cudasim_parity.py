@@ -54,7 +54,7 @@ def _sim_module() -> types.ModuleType:
     mod = types.ModuleType("simxp")
     for name in ("empty", "zeros", "arange", "asarray", "isfinite"):
         mod.__dict__[name] = (lambda f: lambda *a, **k: np.asarray(f(*a, **k)).view(SimDeviceArray))(getattr(np, name))
-    for name in ("float32", "int64", "uint8"):
+    for name in ("float32", "float64", "int64", "uint8"):
         setattr(mod, name, getattr(np, name))
     sys.modules["simxp"] = mod
     SimDeviceArray.__module__ = "simxp"
@@ -161,7 +161,24 @@ def main() -> None:
     # with the default launch sizes scaled down for the simulator
     xp = _sim_module()
     spect_cuda.THREADS.update({"blur_columns": 32, "depth_sum": 2, "depth_spread": 2, "forward_samples": 4,
-                               "back_attenuate": 4, "gather": 4, "to_zlast": 4, "total_transmission": 4})
+                               "back_attenuate": 4, "gather": 4, "to_zlast": 4, "total_transmission": 4,
+                               "column_band": 3})
+    from kernels import spect_band  # noqa: PLC0415
+
+    prof_h, band_h, half_h = spect_band.column_band(g.var_z, g.var_c, NC)
+    prof_d, band_d, half_d = spect_band.column_band_device(g.var_z, g.var_c, NC, xp)
+    result["band_device_vs_host"] = float(np.abs(np.asarray(band_d) - band_h).max()) if half_d == half_h else 1.0
+    result["band_profiles_equal"] = int(np.array_equal(np.asarray(prof_d), prof_h))
+    # a band narrower than the detector (24 columns), then one widened by a limit nothing meets
+    vz, vc = g.var_z * 0.05, g.var_c * 0.05
+    _, band_h, half_h = spect_band.column_band(vz, vc, 24)
+    _, band_d, half_d = spect_band.column_band_device(vz, vc, 24, xp)
+    result["band_narrow_half"] = [half_h, half_d]
+    result["band_narrow_device_vs_host"] = float(np.abs(np.asarray(band_d) - band_h).max()) if half_d == half_h else 1.0
+    limit = spect_band.DROPPED_WEIGHT_LIMIT
+    spect_band.DROPPED_WEIGHT_LIMIT = 0.0
+    result["band_widened_half"] = [spect_band.column_band(vz, vc, 24)[2], spect_band.column_band_device(vz, vc, 24, xp)[2]]
+    spect_band.DROPPED_WEIGHT_LIMIT = limit
     views_d = xp.asarray(views)
     att_d = sp.attenuation_model(xp.asarray(mu), g, STEP_MM, NC)
     p_d = sp.forward(xp.asarray(x), g, views_d, att_d)

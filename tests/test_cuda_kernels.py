@@ -98,6 +98,11 @@ def test_cuda_launchers_match_cpu_under_simulator():
     assert r["attenuation_rays_per_thread"] > 1
     assert r["max_blur_passes_per_plane"] > 1
     assert r["blur_passes_final"] > 1
+    assert r["band_profiles_equal"] == 1
+    assert r["band_device_vs_host"] < 1e-7 and r["band_narrow_device_vs_host"] < 1e-7  # column band built on the GPU
+    assert r["band_narrow_half"][0] == r["band_narrow_half"][1] < 23  # truncated, the same width on both
+    widened = r["band_widened_half"]  # with a limit of 0: doubled until no weight at all is dropped, on both
+    assert widened[0] == widened[1] > r["band_narrow_half"][0]
     assert r["device_branch_types"] == 1  # kernels.spect_projector's device branch returned device arrays
     for key in ("attenuation", "forward", "forward_no_att_subset", "back", "adjoint_cuda", "device_branch_forward",
                 "device_branch_back"):
