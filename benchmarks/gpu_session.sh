@@ -58,8 +58,8 @@ step tests_cuda_kernels "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_k
 if [ "$MODE" = cuda ]; then
   step tests_gpu_full_size env RECON_PARITY_CASE=128 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/
 fi
-step bench_64 "$PY" benchmarks/spect_osem.py --case 64 --device "$MODE" --repeats 3 --out "$OUT"
-step bench_128 "$PY" benchmarks/spect_osem.py --case 128 --device "$MODE" --repeats 3 --out "$OUT" $PYTOMO
+step bench_64 "$PY" benchmarks/spect_osem.py --case 64 --device "$MODE" --repeats 3 --kernel-report --out "$OUT"
+step bench_128 "$PY" benchmarks/spect_osem.py --case 128 --device "$MODE" --repeats 3 --kernel-report --out "$OUT" $PYTOMO
 "$PY" - "$OUT" "$MODE" <<'PYEOF'
 import json, subprocess, sys
 from pathlib import Path
@@ -74,6 +74,9 @@ results = {p.name: json.loads(p.read_text()) for p in sorted(out.glob("spect_ose
 session = {"mode": mode, "commit": commit, "steps": steps,
            "total_seconds": sum(s["seconds"] for s in steps), "all_passed": all(s["exit_status"] == 0 for s in steps),
            "osem_end_to_end_s": {k: v["seconds"]["osem_end_to_end"] for k, v in results.items()},
+           "measured_over_bandwidth_bound": {  # measured seconds / roofline seconds of each pass, per device model
+               k: {dev: {p: v["seconds"][p] / b[p] for p in ("forward_all_views", "back_all_views")}
+                   for dev, b in v["roofline_cuda"]["bound_seconds"].items()} for k, v in results.items()},
            "device": next(iter(results.values()))["device"] if results else None}
 (out / "session.json").write_text(json.dumps(session, indent=2) + "\n")
 print(json.dumps({k: session[k] for k in ("mode", "total_seconds", "all_passed", "osem_end_to_end_s")}, indent=2))
