@@ -49,8 +49,8 @@ def stream_of(args: tuple) -> Any:
         if desc is None or hasattr(a, "gpu_data"):
             continue
         ptr = desc.get("stream")
-        if ptr is None:
-            return 0
+        if ptr is None:  # CuPy with stream export switched off: the legacy default stream, which is not
+            return 0     # ordered against non-blocking streams (use CuPy's default stream, or export streams)
         if ptr not in _STREAMS:
             _STREAMS[ptr] = cuda.external_stream(ptr)
         return _STREAMS[ptr]

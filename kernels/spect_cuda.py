@@ -53,8 +53,11 @@ _blur_weight = _math["blur_weight"]
 _blur3_1d_at = _math["blur3_1d_at"]
 _blur3 = _math["blur3"]
 
-# Rows per shared-memory tile of ``blur_columns`` (one warp's width: the tile's rows are contiguous).
+# Rows per shared-memory tile of ``blur_columns``: one warp's width (the tile's rows are contiguous), fewer
+# for detectors so wide that a tile would exceed the 48 KiB of dynamic shared memory a launch gets without
+# an opt-in attribute (Numba sets none): :func:`z_tile_rows`.
 Z_TILE: int = 32
+SHARED_LIMIT_BYTES: int = 48 * 1024
 
 
 @cuda.jit(device=True, inline="always")
@@ -141,26 +144,26 @@ def forward_samples_body(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n
             planes[i, k, c, z] = val
 
 
-def blur_columns_body(planes, views, profile, band, transpose):
-    """Block-stride over tiles (i, k, 32 rows): planes[i, k, :, tile] <- C_{>k} (or its transpose) times it,
+def blur_columns_body(planes, views, profile, band, transpose, z_tile):
+    """Block-stride over tiles (i, k, z_tile rows): planes[i, k, :, tile] <- C_{>k} (or its transpose) times it,
     C_{>k} = band[profile[views[i]], k] (:mod:`kernels.spect_band`); the tile sits in dynamic shared
-    memory (n_cols x 32 float32). Threads: multiples of 32, row = thread % 32."""
+    memory (n_cols x z_tile float32). Threads: a multiple of 32 (z_tile divides 32), row = thread % z_tile."""
     tile = cuda.shared.array(0, dtype=numba.float32)
     n_sub, nk, nc, nz = planes.shape
     width = band.shape[3]
     half = (width - 1) // 2
-    n_zt = (nz + Z_TILE - 1) // Z_TILE
-    zt = cuda.threadIdx.x % Z_TILE
-    c_first = cuda.threadIdx.x // Z_TILE
-    c_step = cuda.blockDim.x // Z_TILE
+    n_zt = (nz + z_tile - 1) // z_tile
+    zt = cuda.threadIdx.x % z_tile
+    c_first = cuda.threadIdx.x // z_tile
+    c_step = cuda.blockDim.x // z_tile
     for t in range(cuda.blockIdx.x, n_sub * nk * n_zt, cuda.gridDim.x):
         i = t // (nk * n_zt)
         r = t - i * nk * n_zt
         k = r // n_zt
-        z = (r - k * n_zt) * Z_TILE + zt
+        z = (r - k * n_zt) * z_tile + zt
         p = profile[views[i]]
         for c in range(c_first, nc, c_step):
-            tile[c * Z_TILE + zt] = planes[i, k, c, z] if z < nz else np.float32(0.0)
+            tile[c * z_tile + zt] = planes[i, k, c, z] if z < nz else np.float32(0.0)
         cuda.syncthreads()
         if z < nz:
             for c in range(c_first, nc, c_step):
@@ -169,10 +172,10 @@ def blur_columns_body(planes, views, profile, band, transpose):
                 s = np.float32(0.0)
                 if transpose:
                     for j in range(j_lo, j_hi):
-                        s += band[p, k, c + j - half, width - 1 - j] * tile[(c + j - half) * Z_TILE + zt]
+                        s += band[p, k, c + j - half, width - 1 - j] * tile[(c + j - half) * z_tile + zt]
                 else:
                     for j in range(j_lo, j_hi):
-                        s += band[p, k, c, j] * tile[(c + j - half) * Z_TILE + zt]
+                        s += band[p, k, c, j] * tile[(c + j - half) * z_tile + zt]
                 planes[i, k, c, z] = s
         cuda.syncthreads()
 
@@ -357,7 +360,7 @@ def kernel_signatures() -> dict[str, tuple]:
         "to_zlast": (f32_3, f32_2),
         "total_transmission": (f32_2, n, n, i64, f64, f64, f64, t.float64, n, f32_3),
         "forward_samples": (f32_2, n, n, f32_2, f32_3, t.boolean, t.float64, n, i64, f64, f64, f64, f32_4),
-        "blur_columns": (f32_4, i64, i64, f32_4, t.boolean),
+        "blur_columns": (f32_4, i64, i64, f32_4, t.boolean, n),
         "depth_sum": (f32_4, i64, f64_2, f64_2, f32_3),
         "depth_spread": (f32_3, i64, f64_2, f64_2, f32_4),
         "back_attenuate": (f32_2, n, n, t.float64, n, i64, f64, f64, f64, f32_4),
@@ -376,10 +379,20 @@ def _capped(n: int, max_blocks: int | None) -> int:
     return max(1, n if max_blocks is None else min(n, max_blocks))
 
 
+def z_tile_rows(nc: int) -> int:
+    """Rows per ``blur_columns`` tile for ``nc`` detector columns: 32, or the largest power of two below it whose
+    n_cols x rows float32 tile fits :data:`SHARED_LIMIT_BYTES` (a warp then spans 32 / rows columns, still
+    free of shared-memory bank conflicts)."""
+    rows = Z_TILE
+    while rows > 1 and nc * rows * 4 > SHARED_LIMIT_BYTES:
+        rows //= 2
+    return rows
+
+
 def shared_bytes(name: str, nz: int, nc: int) -> int:
     """Dynamic shared memory (bytes) of one block of kernel ``name`` (0 for the grid-stride kernels)."""
     if name == "blur_columns":
-        return nc * Z_TILE * 4
+        return nc * z_tile_rows(nc) * 4
     if name in ("depth_sum", "depth_spread"):
         return 2 * nz * 4
     if name == "column_band":
@@ -387,20 +400,31 @@ def shared_bytes(name: str, nz: int, nc: int) -> int:
     return 0
 
 
+def check_shared_memory(nz: int, nc: int) -> None:
+    """Raise ValueError naming the kernel when a detector this size needs more dynamic shared memory per block
+    than :data:`SHARED_LIMIT_BYTES` (the launch would fail on the GPU)."""
+    for name in sorted(BLOCK_STRIDE):
+        need = shared_bytes(name, nz, nc)
+        if need > SHARED_LIMIT_BYTES:
+            raise ValueError(f"{name}: a detector of {nz} rows x {nc} columns needs {need} bytes of shared memory per "
+                             f"block, more than the {SHARED_LIMIT_BYTES} a CUDA launch gets; use the CPU")
+
+
 def launch_config(n_sub_views: int, n_views: int, nz: int, ny: int, nx: int, nc: int, n_depth: int | None = None,
                   max_blocks: int | None = None, threads: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
     """(blocks, threads per block) of every kernel for a subset of ``n_sub_views`` views; pure arithmetic,
     no GPU needed (the launchers below use it, and the tests check it). ``n_depth`` defaults to ``nc``."""
     t = dict(THREADS, **(threads or {}))
-    if t["blur_columns"] % Z_TILE:
-        raise ValueError(f"blur_columns needs a multiple of {Z_TILE} threads, got {t['blur_columns']}")
+    if t["blur_columns"] % 32:
+        raise ValueError(f"blur_columns needs a multiple of 32 threads, got {t['blur_columns']}")
+    check_shared_memory(nz, nc)
     nk = nc if n_depth is None else n_depth
     rays = n_sub_views * nz * nc
     return {
         "to_zlast": (_blocks(nz * ny * nx, t["to_zlast"], max_blocks), t["to_zlast"]),
         "total_transmission": (_blocks(n_views * nz * nc, t["total_transmission"], max_blocks), t["total_transmission"]),
         "forward_samples": (_blocks(rays, t["forward_samples"], max_blocks), t["forward_samples"]),
-        "blur_columns": (_capped(n_sub_views * nk * -(-nz // Z_TILE), max_blocks), t["blur_columns"]),
+        "blur_columns": (_capped(n_sub_views * nk * -(-nz // z_tile_rows(nc)), max_blocks), t["blur_columns"]),
         "depth_sum": (_capped(n_sub_views * nc, max_blocks), t["depth_sum"]),
         "depth_spread": (_capped(n_sub_views * nc, max_blocks), t["depth_spread"]),
         "back_attenuate": (_blocks(rays, t["back_attenuate"], max_blocks), t["back_attenuate"]),
@@ -431,7 +455,7 @@ def forward_views(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, vi
     _run("forward_samples", cfg, (image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t,
                                   centers, planes))
     if band is not None:
-        _run("blur_columns", cfg, (planes, views, profile, band, False), nz, nc)
+        _run("blur_columns", cfg, (planes, views, profile, band, False, z_tile_rows(nc)), nz, nc)
     _run("depth_sum", cfg, (planes, views, var_z, var_c, out), nz, nc)
 
 
@@ -444,7 +468,7 @@ def back_views(proj, ny, nx, mu_t, use_att, step_mm, n_sq, views, cos_t, sin_t, 
     cfg = launch_config(views.size, cos_t.size, nz, ny, nx, nc, nk, max_blocks, threads)
     _run("depth_spread", cfg, (proj, views, var_z, var_c, planes), nz, nc)
     if band is not None:
-        _run("blur_columns", cfg, (planes, views, profile, band, True), nz, nc)
+        _run("blur_columns", cfg, (planes, views, profile, band, True, z_tile_rows(nc)), nz, nc)
     if use_att:
         _run("back_attenuate", cfg, (mu_t, ny, nx, step_mm, n_sq, views, cos_t, sin_t, centers, planes))
     _run("gather", cfg, (planes, views, cos_t, sin_t, centers, out))

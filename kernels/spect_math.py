@@ -211,8 +211,8 @@ def blur3_axis1_at(src: Any, z: int, c: int, w: float) -> float:
 
 def blur3_1d_at(src: Any, i: int, n: int, w: float) -> float:
     """:func:`blur3` at element i of the first ``n`` elements of 1-D ``src``, zero outside."""
-    left = src[i - 1] if i > 0 else 0.0
-    right = src[i + 1] if i + 1 < n else 0.0
+    left = src[i - 1] if i > 0 else np.float32(0.0)  # float32 zeros: the sum stays in the data's precision
+    right = src[i + 1] if i + 1 < n else np.float32(0.0)
     return blur3(left, src[i], right, w)
 
 

@@ -61,6 +61,10 @@ class RotateSumGeometry:
             raise ValueError("blur variance increments must be >= 0 (resolution must worsen with distance)")
         if self.centers.shape != (4,):
             raise ValueError("centers must be (kc, cc, cy, cx)")
+        if self.var_z.shape[1] < 2:
+            raise ValueError("var_z/var_c need at least one depth plane (n_depth + 1 >= 2 columns)")
+        if n and float(np.abs(self.cos_t ** 2 + self.sin_t ** 2 - 1.0).max()) > 1e-9:
+            raise ValueError("cos_t and sin_t must be the cosine and sine of each view's angle (cos^2 + sin^2 = 1)")
 
     @property
     def n_views(self) -> int:
@@ -203,6 +207,14 @@ def _dummy(xp: Any, like: Any, ndim: int) -> Any:
     if key not in _DUMMY:
         _DUMMY[key] = xp.zeros((1,) * ndim, dtype=xp.float32)
     return _DUMMY[key]
+
+
+def check_device_limits(nz: int, n_cols: int) -> None:
+    """Raise ValueError when a detector of ``nz`` rows x ``n_cols`` columns cannot run on the CUDA path (shared
+    memory per block, :func:`kernels.spect_cuda.check_shared_memory`); for building a GPU model before any compute."""
+    from kernels import spect_cuda  # noqa: PLC0415 - lazy: only for the GPU
+
+    spect_cuda.check_shared_memory(int(nz), int(n_cols))
 
 
 def attenuation_model(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: int) -> AttenuationModel:

@@ -107,6 +107,45 @@ def cuda_back(y, g, views, att):
     return out
 
 
+def tall_case(rng: np.random.Generator, z_tile_limit: int | None) -> dict[str, float]:
+    """33 rows (two 32-row tiles, the second 1 row long; or 8-row tiles when ``z_tile_limit`` lowers the
+    shared-memory limit), 10 columns with a band truncated at 6.5 sigma, 64 threads per column tile (several
+    columns per thread step), 4 threads per detector column: forward and back with attenuation against the
+    CPU path, and the adjoint."""
+    nz, ny, nx, nk, nc, n_views = 33, 7, 7, 8, 10, 3
+    theta = np.deg2rad(np.arange(n_views) * 120.0 + 11.0)
+    var_z = rng.random((n_views, nk + 1)) * 0.06
+    var_c = rng.random((n_views, nk + 1)) * 0.06
+    var_z[:, 0] = var_c[:, 0] = 0.0
+    g = sp.RotateSumGeometry(np.cos(theta), np.sin(theta), var_z, var_c,
+                             np.array([(nk - 1) / 2, (nc - 1) / 2, (ny - 1) / 2, (nx - 1) / 2]))
+    limit = spect_cuda.SHARED_LIMIT_BYTES
+    if z_tile_limit is not None:
+        spect_cuda.SHARED_LIMIT_BYTES = z_tile_limit
+    threads = dict(LAUNCH_THREADS, blur_columns=64, depth_sum=4, depth_spread=4)
+    views = np.arange(n_views, dtype=np.int64)
+    mu = (rng.random((nz, ny, nx)) * 0.05).astype(np.float32)
+    att = sp.attenuation_model(mu, g, STEP_MM, nc)
+    cos_t, sin_t, var_z, var_c, centers = g.arrays(np)
+    profile, band = g.column_band(np, nc)
+    x = rng.random((nz, ny, nx)).astype(np.float32)
+    y = rng.random((n_views, nz, nc)).astype(np.float32)
+    mu_t, x_t = zlast(mu), zlast(x)
+    p = np.zeros((n_views, nz, nc), np.float32)
+    spect_cuda.forward_views(x_t, ny, nx, mu_t, att.trans_total, True, STEP_MM, att.n_sq, views, cos_t, sin_t, var_z,
+                             var_c, centers, profile, band, np.zeros((n_views, nk, nc, nz), np.float32), p,
+                             threads=threads, max_blocks=3)
+    b = np.zeros((nz, ny, nx), np.float32)
+    spect_cuda.back_views(y, ny, nx, mu_t, True, STEP_MM, att.n_sq, views, cos_t, sin_t, var_z, var_c, centers,
+                          profile, band, np.zeros((n_views, nk, nc, nz), np.float32), b, threads=threads, max_blocks=3)
+    out = {"z_tile": spect_cuda.z_tile_rows(nc), "half": int((band.shape[3] - 1) // 2),
+           "forward": rel(p, sp.forward(x, g, views, att)), "back": rel(b, sp.back(y, g, views, x.shape, att)),
+           "adjoint": abs(float(np.vdot(p.astype(np.float64), y)) - float(np.vdot(x.astype(np.float64), b)))
+           / abs(float(np.vdot(p.astype(np.float64), y)))}
+    spect_cuda.SHARED_LIMIT_BYTES = limit
+    return out
+
+
 def osem(forward, back, data, additive, subsets, n_iter):
     """Plain OSEM (x <- x / s_b * A_b^T (y_b / (A_b x + r_b))), the same update for both paths."""
     x = np.ones((NZ, NY, NX), np.float32)
@@ -156,6 +195,9 @@ def main() -> None:
     x_cuda = osem(lambda xx, v: cuda_forward(xx, g, v, att_c), lambda yy, v: cuda_back(yy, g, v, att_c),
                   data, additive, subsets, 3)
     result["osem_3x3"] = rel(x_cuda, x_cpu)
+
+    result["tall"] = tall_case(rng, None)
+    result["tall_8_row_tiles"] = tall_case(rng, 10 * 8 * 4)
 
     # the projector's device branch (workspace, z-last copies, column band, launch sizes) end to end,
     # with the default launch sizes scaled down for the simulator

@@ -24,7 +24,7 @@ def _signatures():
 
 
 @pytest.mark.parametrize("kernel", ["to_zlast", "total_transmission", "forward_samples", "blur_columns", "depth_sum",
-                                    "depth_spread", "back_attenuate", "gather"])
+                                    "depth_spread", "back_attenuate", "gather", "column_band"])
 def test_kernel_compiles_to_ptx_for_hopper(kernel):
     from numba import cuda
 
@@ -50,15 +50,20 @@ def test_launch_configuration_fills_a_hopper_gpu_for_the_128_case():
     for name, (blocks, threads) in cfg.items():
         assert threads % 32 == 0 and threads <= 1024, name
         assert blocks >= 4 * 132, (name, blocks)
-        assert spect_cuda.shared_bytes(name, 128, 128) <= 227 * 1024 // 4, name
+        assert spect_cuda.shared_bytes(name, 128, 128) <= 48 * 1024, name  # no opt-in attribute needed
     assert cfg["forward_samples"] == (15 * 128 * 128 // 128, 128)
-    assert cfg["blur_columns"] == (15 * 128 * (128 // spect_cuda.Z_TILE), 256)
+    assert cfg["blur_columns"] == (15 * 128 * (128 // 32), 256)
     assert cfg["depth_sum"] == cfg["depth_spread"] == (15 * 128, 128)
     assert cfg["gather"] == (128 ** 3 // 256, 256)
-    assert spect_cuda.shared_bytes("blur_columns", 128, 128) == 128 * spect_cuda.Z_TILE * 4
+    assert spect_cuda.shared_bytes("blur_columns", 128, 128) == 128 * 32 * 4
     assert spect_cuda.shared_bytes("depth_sum", 128, 128) == 2 * 128 * 4
     small = spect_cuda.launch_config(n_sub_views=8, n_views=64, nz=64, ny=64, nx=64, nc=64)
     assert all(blocks >= 132 for blocks, _ in small.values()), small  # the 64 case still covers every SM
+    wide = spect_cuda.launch_config(n_sub_views=15, n_views=120, nz=256, ny=1024, nx=1024, nc=1024, n_depth=1024)
+    assert spect_cuda.z_tile_rows(1024) == 8 and spect_cuda.shared_bytes("blur_columns", 256, 1024) == 1024 * 8 * 4
+    assert wide["blur_columns"][0] == 15 * 1024 * (256 // 8)
+    with pytest.raises(ValueError, match="depth_spread: a detector of 8000 rows x 8 columns needs 64000 bytes of shared memory"):
+        spect_cuda.launch_config(1, 1, 8000, 8, 8, 8)  # 8000 detector rows: a column does not fit
     with pytest.raises(ValueError, match="multiple of 32"):
         spect_cuda.launch_config(15, 120, 128, 128, 128, 128, threads={"blur_columns": 48})
 
@@ -103,6 +108,10 @@ def test_cuda_launchers_match_cpu_under_simulator():
     assert r["band_narrow_half"][0] == r["band_narrow_half"][1] < 23  # truncated, the same width on both
     widened = r["band_widened_half"]  # with a limit of 0: doubled until no weight at all is dropped, on both
     assert widened[0] == widened[1] > r["band_narrow_half"][0]
+    for case, z_tile in (("tall", 32), ("tall_8_row_tiles", 8)):  # 33 rows: a short tail tile; a truncated band
+        t = r[case]
+        assert t["z_tile"] == z_tile and t["half"] < 9, (case, t)
+        assert t["forward"] < 1e-6 and t["back"] < 1e-6 and t["adjoint"] < 1e-6, (case, t)
     assert r["device_branch_types"] == 1  # kernels.spect_projector's device branch returned device arrays
     for key in ("attenuation", "forward", "forward_no_att_subset", "back", "adjoint_cuda", "device_branch_forward",
                 "device_branch_back"):

@@ -164,6 +164,8 @@ class SPECTSystemModel:
         self.image_shape: tuple[int, int, int] = self._grid.shape
         self.projection_shape: tuple[int, int, int] = (geometry.n_views, geometry.n_rows, geometry.n_cols)
         self.n_depth = geometry.n_cols
+        if self.device == "cuda":
+            projector.check_device_limits(geometry.n_rows, geometry.n_cols)
         self.proj_geometry = self._projector_geometry()
         self._xp = array_module(to_device(np.zeros(1, np.float32), self.device))
         self.attenuation = None
