@@ -94,6 +94,8 @@ def report(ptxas: str | None = None) -> dict[str, Any]:
             spill = re.search(r"(\d+) bytes spill stores", text)
             blocks, threads = launch[name]
             static = int(smem.group(1)) if smem else 0
+            if static == 0:  # relocatable ptxas does not count module-level shared arrays: take them from the PTX
+                static = sum(int(n) for n in re.findall(r"\.shared \.align \d+ \.b8 \w+\[(\d+)\]", ptx))
             dynamic = spect_cuda.shared_bytes(name, nz=128, nc=128)
             entry = {"registers": regs, "shared_memory_bytes": static + dynamic, "static_shared_bytes": static,
                      "dynamic_shared_bytes_128_case": dynamic, "spill_store_bytes": int(spill.group(1)) if spill else 0,

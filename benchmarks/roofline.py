@@ -8,7 +8,7 @@ Per view of a subset, with one rotated view volume P = nz x n_depth x n_cols x 4
   (they stay in L2 across the views of a subset).
 - back: ``depth_spread`` writes the planes (P); ``blur_columns`` reads and writes them (2 P, with a
   PSF); ``back_attenuate`` reads and writes them (2 P, with attenuation); ``gather`` reads them (P) and
-  updates the image once per launch.
+  writes a z-last image, which ``transpose`` reads and adds into the image (read and write) once per launch.
 The column band, the row recursion's column (shared memory) and the per-view tables are small and
 not counted.
 """
@@ -30,7 +30,7 @@ def pass_bytes(n_views: int, n_subsets: int, nz: int, ny: int, nx: int, n_depth:
     trans = nz * n_cols * 4.0 if attenuation else 0.0
     blur = 2 * plane if psf else 0.0
     fwd = n_views * (2 * plane + blur + proj + trans) + n_subsets * (3 * image + mu)
-    back = n_views * ((4 if attenuation else 2) * plane + blur + proj) + n_subsets * (2 * image + mu)
+    back = n_views * ((4 if attenuation else 2) * plane + blur + proj) + n_subsets * (4 * image + mu)
     return {"forward_all_views": fwd, "back_all_views": back}
 
 

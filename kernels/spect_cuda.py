@@ -21,9 +21,10 @@ subset, none over views alone, so the 128^3 case with 15 views per subset launch
 - back, 4 launches: ``depth_spread`` (the adjoint row recursion per column), ``blur_columns``
   with the transposed band, ``back_attenuate`` (every ray near to far, multiplying in the
   transmission) and ``gather`` (every voxel sums over views through the exact transpose of the
-  bilinear rotation: deterministic, no atomics).
-- ``to_zlast`` (the image's z-last copy, each forward pass) and ``total_transmission`` (one thread
-  per ray of every view, once per study).
+  bilinear rotation, z-last: deterministic, no atomics).
+- ``transpose`` (32 x 32 tiles through shared memory: the image's z-last copy before a forward pass, the
+  gathered z-last back projection added into the (z, y, x) image after a back pass) and
+  ``total_transmission`` (one thread per ray of every view, once per study).
 Attenuation is computed on the fly from the mu-map, as on the CPU (:mod:`kernels.spect_cpu`).
 Every kernel loops over its elements (grid-stride, or block-stride over tiles and columns), so any
 launch size gives the same result; :func:`launch_config` gives the sizes used, and
@@ -77,16 +78,31 @@ def _column_blur(acc, tmp, nz, var_z, var_c):
         cuda.syncthreads()
 
 
-def to_zlast_body(image, out):
-    """Grid-stride over voxels: out[y * nx + x, z] = image[z, y, x]."""
-    nz = image.shape[0]
-    ny = image.shape[1]
-    nx = image.shape[2]
-    for e in range(cuda.grid(1), nz * ny * nx, cuda.gridsize(1)):
-        yx = e // nz
-        z = e - yx * nz
-        y = yx // nx
-        out[yx, z] = image[z, y, yx - y * nx]
+def transpose_body(src, dst, accumulate):
+    """dst[b, a] = src[a, b] (``accumulate``: +=) for 2-D src (A, B) and dst (B, A), block-stride over 32 x 32
+    tiles staged in shared memory (one padding column: no bank conflicts), so that reads and writes are both
+    contiguous across a warp. Threads: a multiple of 32."""
+    tile = cuda.shared.array((32, 33), dtype=numba.float32)
+    n_a, n_b = src.shape
+    tiles_a = (n_a + 31) // 32
+    tiles_b = (n_b + 31) // 32
+    tx = cuda.threadIdx.x % 32
+    ty = cuda.threadIdx.x // 32
+    rows = cuda.blockDim.x // 32
+    for t in range(cuda.blockIdx.x, tiles_a * tiles_b, cuda.gridDim.x):
+        a0 = (t // tiles_b) * 32
+        b0 = (t - (t // tiles_b) * tiles_b) * 32
+        for r in range(ty, 32, rows):
+            if a0 + r < n_a and b0 + tx < n_b:
+                tile[r, tx] = src[a0 + r, b0 + tx]
+        cuda.syncthreads()
+        for r in range(ty, 32, rows):
+            if b0 + r < n_b and a0 + tx < n_a:
+                if accumulate:
+                    dst[b0 + r, a0 + tx] += tile[tx, r]
+                else:
+                    dst[b0 + r, a0 + tx] = tile[tx, r]
+        cuda.syncthreads()
 
 
 def total_transmission_body(mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_depth, out):
@@ -252,12 +268,11 @@ def back_attenuate_body(mu_t, ny, nx, step_mm, n_sq, views, cos_t, sin_t, center
             trans = trans * full
 
 
-def gather_body(planes, views, cos_t, sin_t, centers, out):
-    """Grid-stride over voxels (y, x, z), z fastest: out[z, y, x] += sum over views of the transposed bilinear
-    rotation of planes (consecutive threads read consecutive rows of one rotated column)."""
-    nz = out.shape[0]
-    ny = out.shape[1]
-    nx = out.shape[2]
+def gather_body(planes, views, cos_t, sin_t, centers, ny, nx, out_t):
+    """Grid-stride over voxels (y, x, z), z fastest: out_t[y * nx + x, z] = sum over views of the transposed
+    bilinear rotation of planes (consecutive threads read consecutive rows of one rotated column and write
+    consecutive z of the z-last result)."""
+    nz = out_t.shape[1]
     nk = planes.shape[1]
     nc = planes.shape[2]
     kc = centers[0]
@@ -281,7 +296,7 @@ def gather_body(planes, views, cos_t, sin_t, centers, out):
                     w = _bilinear_weight(py, px, iy, ix)
                     if w > 0.0:
                         total += w * planes[i, k, c, z]
-        out[z, iy, ix] += total
+        out_t[yx, z] = total
 
 
 def column_band_body(var_z, var_c, band, partial):
@@ -329,7 +344,7 @@ def column_band_body(var_z, var_c, band, partial):
 
 
 KERNEL_BODIES = {
-    "to_zlast": to_zlast_body,
+    "transpose": transpose_body,
     "total_transmission": total_transmission_body,
     "forward_samples": forward_samples_body,
     "blur_columns": blur_columns_body,
@@ -341,8 +356,8 @@ KERNEL_BODIES = {
 }
 # kernels that loop over tiles or columns with the whole block (shared memory, barriers); the others
 # grid-stride one element per thread
-BLOCK_STRIDE: frozenset = frozenset({"blur_columns", "depth_sum", "depth_spread", "column_band"})
-THREADS: dict[str, int] = {"to_zlast": 256, "total_transmission": 128, "forward_samples": 128, "blur_columns": 256,
+BLOCK_STRIDE: frozenset = frozenset({"transpose", "blur_columns", "depth_sum", "depth_spread", "column_band"})
+THREADS: dict[str, int] = {"transpose": 256, "total_transmission": 128, "forward_samples": 128, "blur_columns": 256,
                            "depth_sum": 128, "depth_spread": 128, "back_attenuate": 128, "gather": 256,
                            "column_band": 128}
 
@@ -357,14 +372,14 @@ def kernel_signatures() -> dict[str, tuple]:
     i64, f64, f64_2 = t.int64[::1], t.float64[::1], t.float64[:, ::1]
     n = t.int64
     return {
-        "to_zlast": (f32_3, f32_2),
+        "transpose": (f32_2, f32_2, t.boolean),
         "total_transmission": (f32_2, n, n, i64, f64, f64, f64, t.float64, n, f32_3),
         "forward_samples": (f32_2, n, n, f32_2, f32_3, t.boolean, t.float64, n, i64, f64, f64, f64, f32_4),
         "blur_columns": (f32_4, i64, i64, f32_4, t.boolean, n),
         "depth_sum": (f32_4, i64, f64_2, f64_2, f32_3),
         "depth_spread": (f32_3, i64, f64_2, f64_2, f32_4),
         "back_attenuate": (f32_2, n, n, t.float64, n, i64, f64, f64, f64, f32_4),
-        "gather": (f32_4, i64, f64, f64, f64, f32_3),
+        "gather": (f32_4, i64, f64, f64, f64, n, n, f32_2),
         "column_band": (f64_2, f64_2, f32_4, t.float64[:, :, ::1]),
     }
 
@@ -421,7 +436,7 @@ def launch_config(n_sub_views: int, n_views: int, nz: int, ny: int, nx: int, nc:
     nk = nc if n_depth is None else n_depth
     rays = n_sub_views * nz * nc
     return {
-        "to_zlast": (_blocks(nz * ny * nx, t["to_zlast"], max_blocks), t["to_zlast"]),
+        "transpose": (_capped(-(-nz // 32) * -(-(ny * nx) // 32), max_blocks), t["transpose"]),
         "total_transmission": (_blocks(n_views * nz * nc, t["total_transmission"], max_blocks), t["total_transmission"]),
         "forward_samples": (_blocks(rays, t["forward_samples"], max_blocks), t["forward_samples"]),
         "blur_columns": (_capped(n_sub_views * nk * -(-nz // z_tile_rows(nc)), max_blocks), t["blur_columns"]),
@@ -439,10 +454,17 @@ def _run(name: str, cfg: dict, args: tuple, nz: int = 0, nc: int = 0) -> None:
 
 
 def to_zlast(image, out, threads=None, max_blocks=None):
-    """out (ny * nx, nz) = the z-last copy of ``image`` (nz, ny, nx)."""
+    """out (ny * nx, nz) = the z-last copy of ``image`` (nz, ny, nx), through shared-memory tiles."""
     nz, ny, nx = image.shape
     cfg = launch_config(1, 1, nz, ny, nx, 1, 1, max_blocks, threads)
-    _run("to_zlast", cfg, (image, out))
+    _run("transpose", cfg, (image.reshape(nz, ny * nx), out, False))
+
+
+def add_from_zlast(image_t, out, threads=None, max_blocks=None):
+    """out (nz, ny, nx) += the z-last ``image_t`` (ny * nx, nz), through shared-memory tiles."""
+    nz, ny, nx = out.shape
+    cfg = launch_config(1, 1, nz, ny, nx, 1, 1, max_blocks, threads)
+    _run("transpose", cfg, (image_t, out.reshape(nz, ny * nx), True))
 
 
 def forward_views(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c,
@@ -460,9 +482,9 @@ def forward_views(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, vi
 
 
 def back_views(proj, ny, nx, mu_t, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c, centers, profile,
-               band, planes, out, threads=None, max_blocks=None):
-    """Launch the adjoint: row recursion per column, transposed column blur, attenuation over rays, then
-    the voxel gather (adds into ``out`` (nz, ny, nx))."""
+               band, planes, scratch_t, out, threads=None, max_blocks=None):
+    """Launch the adjoint: row recursion per column, transposed column blur, attenuation over rays, the voxel
+    gather into the z-last ``scratch_t`` (ny * nx, nz), then its transpose added into ``out`` (nz, ny, nx)."""
     nz, nc = proj.shape[1], proj.shape[2]
     nk = planes.shape[1]
     cfg = launch_config(views.size, cos_t.size, nz, ny, nx, nc, nk, max_blocks, threads)
@@ -471,7 +493,8 @@ def back_views(proj, ny, nx, mu_t, use_att, step_mm, n_sq, views, cos_t, sin_t, 
         _run("blur_columns", cfg, (planes, views, profile, band, True, z_tile_rows(nc)), nz, nc)
     if use_att:
         _run("back_attenuate", cfg, (mu_t, ny, nx, step_mm, n_sq, views, cos_t, sin_t, centers, planes))
-    _run("gather", cfg, (planes, views, cos_t, sin_t, centers, out))
+    _run("gather", cfg, (planes, views, cos_t, sin_t, centers, ny, nx, scratch_t))
+    _run("transpose", cfg, (scratch_t, out.reshape(nz, ny * nx), True))
 
 
 def total_transmission(mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm, n_depth, out, threads=None,

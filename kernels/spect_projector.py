@@ -107,7 +107,8 @@ class RotateSumGeometry:
 class ProjectorWorkspace:
     """Scratch buffers reused across subsets, so no pass allocates image- or projection-sized arrays.
 
-    ``image_t`` (ny * nx, nz): the z-last copy of the image (host and device). Host: ``parts``
+    ``image_t`` (ny * nx, nz): the z-last copy of the image (host and device; on the device also the
+    z-last scratch of a back projection). Host: ``parts``
     (:data:`BACK_PARTS`, ny * nx, nz), the private back projections of the threads. Device: ``planes``
     (views, n_depth, nc, nz), the rotated samples of a subset. Unused fields are None.
     """
@@ -362,7 +363,7 @@ def back(proj: Any, geom: RotateSumGeometry, views: Any, image_shape: tuple[int,
         profile, band = geom.column_band(xp, nc)
         _, ny, nx = image_shape
         spect_cuda.back_views(proj, ny, nx, mu, use_att, step, n_sq, views, cos_t, sin_t, var_z, var_c, centers,
-                              profile, band, ws.planes[:n_sub], out)
+                              profile, band, ws.planes[:n_sub], ws.image_t, out)
     else:
         from kernels import spect_cpu  # noqa: PLC0415
 

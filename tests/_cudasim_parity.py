@@ -32,7 +32,7 @@ GRID_THREADS = 4       # the ray and voxel kernels: 4 threads x MAX_BLOCKS block
 MAX_BLOCKS = 2         # every kernel: several rays / voxels / tiles / columns per block
 LAUNCH_THREADS = {"depth_sum": COLUMN_THREADS, "depth_spread": COLUMN_THREADS, "blur_columns": TILE_THREADS,
                   "forward_samples": GRID_THREADS, "back_attenuate": GRID_THREADS, "gather": GRID_THREADS,
-                  "total_transmission": GRID_THREADS, "to_zlast": GRID_THREADS}
+                  "total_transmission": GRID_THREADS, "transpose": 64}
 
 
 class SimDeviceArray(np.ndarray):
@@ -77,7 +77,7 @@ def rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 
 def zlast(a: np.ndarray) -> np.ndarray:
-    """(nz, ny, nx) -> (ny * nx, nz) through the CUDA to_zlast kernel."""
+    """(nz, ny, nx) -> (ny * nx, nz) through the CUDA transpose kernel."""
     out = np.zeros((a.shape[1] * a.shape[2], a.shape[0]), np.float32)
     spect_cuda.to_zlast(a, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
     return out
@@ -103,7 +103,8 @@ def cuda_back(y, g, views, att):
     planes = np.zeros((views.size, NK, NC, NZ), np.float32)
     mu, _, n_sq = att
     spect_cuda.back_views(np.ascontiguousarray(y), NY, NX, mu, True, STEP_MM, n_sq, views, cos_t, sin_t, var_z, var_c,
-                          centers, profile, band, planes, out, threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
+                          centers, profile, band, planes, np.zeros((NY * NX, NZ), np.float32), out,
+                          threads=LAUNCH_THREADS, max_blocks=MAX_BLOCKS)
     return out
 
 
@@ -137,7 +138,8 @@ def tall_case(rng: np.random.Generator, z_tile_limit: int | None) -> dict[str, f
                              threads=threads, max_blocks=3)
     b = np.zeros((nz, ny, nx), np.float32)
     spect_cuda.back_views(y, ny, nx, mu_t, True, STEP_MM, att.n_sq, views, cos_t, sin_t, var_z, var_c, centers,
-                          profile, band, np.zeros((n_views, nk, nc, nz), np.float32), b, threads=threads, max_blocks=3)
+                          profile, band, np.zeros((n_views, nk, nc, nz), np.float32), np.zeros((ny * nx, nz), np.float32),
+                          b, threads=threads, max_blocks=3)
     out = {"z_tile": spect_cuda.z_tile_rows(nc), "half": int((band.shape[3] - 1) // 2),
            "forward": rel(p, sp.forward(x, g, views, att)), "back": rel(b, sp.back(y, g, views, x.shape, att)),
            "adjoint": abs(float(np.vdot(p.astype(np.float64), y)) - float(np.vdot(x.astype(np.float64), b)))
@@ -203,7 +205,7 @@ def main() -> None:
     # with the default launch sizes scaled down for the simulator
     xp = _sim_module()
     spect_cuda.THREADS.update({"blur_columns": 32, "depth_sum": 2, "depth_spread": 2, "forward_samples": 4,
-                               "back_attenuate": 4, "gather": 4, "to_zlast": 4, "total_transmission": 4,
+                               "back_attenuate": 4, "gather": 4, "transpose": 64, "total_transmission": 4,
                                "column_band": 3})
     from kernels import spect_band  # noqa: PLC0415
 
