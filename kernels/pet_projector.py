@@ -7,6 +7,10 @@ The model (Joseph sampling, TOF kernel and the condition under which TOF bins su
 value) is documented in :mod:`kernels.pet_math`. Back projectors are the exact transposes (same
 taps and weights; atomic adds on the GPU, per-thread buffers on the CPU).
 
+Repeated calls (an OSEM loop) neither allocate nor wait: the device branch copies the small per-geometry
+arrays (image geometry, TOF parameters) to the device once (:func:`device_constant`) and asks the SM
+count once; the host back projection takes its per-thread buffers from a caller's ``scratch``.
+
 Conventions: images (nz, ny, nx) float32 C-contiguous, ``origin_xyz_mm`` the LPS (x, y, z) of the
 centre of voxel [0, 0, 0], ``voxel_size_xyz_mm`` (dx, dy, dz); LOR ends (n, 3) float32 (x, y, z) mm.
 TOF bin t is centred ``(t - (n_bins - 1) / 2) * bin_width_mm`` from the LOR midpoint towards
@@ -21,9 +25,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from kernels import pet_math as pm
-from kernels.arrays import array_module, is_device_array
+from kernels.arrays import array_module, is_device_array, location
 
 CPU_BUFFER_BYTES = 1 << 30  # per-thread back-projection buffers: at most this much host memory
+# Launch sizes of the device branch (tests under the CUDA simulator make them small).
+LAUNCH: dict[str, int] = {"threads": 256, "blocks_per_sm": 32}
+_NO_TOF_BINS = np.zeros(1, np.int32)  # tof_bins stand-in when there are none (never read)
+_DEVICE_CONSTANTS: dict[tuple, Any] = {}  # device copies of small per-geometry arrays, see device_constant
+_MAX_DEVICE_CONSTANTS = 64
+_SM_COUNT: dict[tuple, int] = {}
 
 
 @dataclass(frozen=True)
@@ -101,15 +111,14 @@ class SinogramGeometry:
         return (self.xy_first.shape[0], self.z_first.shape[0], self.xy_first.shape[1])
 
     def arrays(self, xp: Any) -> tuple:
-        """(xy_first, xy_second, z_first, z_second, plane_weights, transaxial_weights, place) in ``xp``."""
-        place = np.array(self.axis_signs + self.offset_mm, np.float64)
-        host = (self.xy_first, self.xy_second, self.z_first, self.z_second, self.plane_weights,
-                self.transaxial_weights, place)
-        if xp is np:
-            return host
+        """(xy_first, xy_second, z_first, z_second, plane_weights, transaxial_weights, place) in ``xp``
+        (made once per array module and cached)."""
         key = id(xp)
         if key not in self._device_cache:
-            self._device_cache[key] = tuple(xp.asarray(a) for a in host)
+            place = np.array(self.axis_signs + self.offset_mm, np.float64)
+            host = (self.xy_first, self.xy_second, self.z_first, self.z_second, self.plane_weights,
+                    self.transaxial_weights, place)
+            self._device_cache[key] = host if xp is np else tuple(xp.asarray(a) for a in host)
         return self._device_cache[key]
 
 
@@ -175,6 +184,26 @@ def _cpu_chunks(n_items: int, n_voxels: int) -> int:
     return max(1, min(numba.get_num_threads(), by_memory, n_items))
 
 
+def cpu_back_scratch_size(image_shape: Sequence[int]) -> int:
+    """float32 elements of a ``scratch`` that serves every host back projection into images of
+    ``image_shape`` (the per-chunk buffers; at most :data:`CPU_BUFFER_BYTES`, or one image)."""
+    n_voxels = math.prod(int(s) for s in image_shape)
+    return _cpu_chunks(n_voxels * CPU_BUFFER_BYTES, n_voxels) * n_voxels  # as many chunks as any n_items gets
+
+
+def _cpu_back_buffer(n_items: int, n_voxels: int, scratch: Any) -> np.ndarray:
+    """The (n_chunks, n_voxels) per-chunk buffers: a view of ``scratch`` when given, else a new array."""
+    n_chunks = _cpu_chunks(n_items, n_voxels)
+    if scratch is None:
+        return np.empty((n_chunks, n_voxels), np.float32)
+    if is_device_array(scratch) or scratch.dtype != np.float32 or not scratch.flags.c_contiguous:
+        raise ValueError("scratch must be a host float32 C-contiguous array")
+    if scratch.size < n_chunks * n_voxels:
+        raise ValueError(f"scratch holds {scratch.size} float32 values, the back projection needs "
+                         f"{n_chunks * n_voxels} (cpu_back_scratch_size)")
+    return scratch.reshape(-1)[: n_chunks * n_voxels].reshape(n_chunks, n_voxels)
+
+
 def cuda_launch_config(n_items: int, threads: int = 256, n_sm: int = 132, blocks_per_sm: int = 32) -> tuple[int, int]:
     """(blocks, threads) of a grid-stride launch over ``n_items`` LORs / events: enough blocks to cover
     them, at most ``blocks_per_sm`` per multiprocessor (``n_sm``: 132 on an H100/H200)."""
@@ -184,10 +213,43 @@ def cuda_launch_config(n_items: int, threads: int = 256, n_sm: int = 132, blocks
     return min(blocks, n_sm * blocks_per_sm), int(threads)
 
 
-def _device_sm_count() -> int:
-    from numba import cuda  # noqa: PLC0415
+def _device_sm_count(where: tuple) -> int:
+    """Multiprocessors of device ``where`` (a :func:`~kernels.arrays.location`), asked once and cached;
+    1 under Numba's CUDA simulator (its device has no such attribute)."""
+    n = _SM_COUNT.get(where)
+    if n is None:
+        from numba import cuda  # noqa: PLC0415
 
-    return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
+        n = _SM_COUNT[where] = int(getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1))
+    return n
+
+
+def device_constant(xp: Any, host: np.ndarray, where: tuple) -> Any:
+    """The copy in ``xp`` on device ``where`` of the small host array ``host``, made once: cached by
+    dtype, shape and bytes (a different geometry or TOF kernel gets its own copy), at most
+    :data:`_MAX_DEVICE_CONSTANTS` kept. A host-to-device copy of pageable memory blocks the host, so
+    the projections must not make one per call."""
+    key = (id(xp), where, host.dtype.str, host.shape, host.tobytes())
+    dev = _DEVICE_CONSTANTS.get(key)
+    if dev is None:
+        if len(_DEVICE_CONSTANTS) >= _MAX_DEVICE_CONSTANTS:
+            _DEVICE_CONSTANTS.clear()
+        dev = _DEVICE_CONSTANTS[key] = xp.asarray(host)
+    return dev
+
+
+def _on_device(xp: Any, like: Any, geom: np.ndarray, dims: np.ndarray, tofp: np.ndarray) -> tuple:
+    """(geom, dims, tofp) on ``like``'s device (cached copies) and the launch keywords for that device."""
+    where = location(like)
+    g, d, t = (device_constant(xp, a, where) for a in (geom, dims, tofp))
+    return g, d, t, dict(LAUNCH, n_sm=_device_sm_count(where))
+
+
+def _tof_bins_or_stand_in(xp: Any, tof_bins: Any, like: Any) -> Any:
+    """``tof_bins``, or a one-element stand-in in ``like``'s array module (made once) when None."""
+    if tof_bins is not None:
+        return tof_bins
+    return _NO_TOF_BINS if xp is np else device_constant(xp, _NO_TOF_BINS, location(like))
 
 
 # --- LOR lists (list-mode, or any explicit LORs) ----------------------------------------
@@ -208,15 +270,15 @@ def joseph_forward(image: Any, origin_xyz_mm: Sequence[float], voxel_size_xyz_mm
     if out is None:
         out = xp.empty(shape, dtype=xp.float32)
     _check_array("out", out, np.float32, shape)
-    tbins = tof_bins if tof_bins is not None else xp.zeros(1, dtype=xp.int32)
+    tbins = _tof_bins_or_stand_in(xp, tof_bins, image)
     out2 = out.reshape(n, n_val)
     if n == 0:
         return out
     if is_device_array(image):
         from kernels import pet_cuda  # noqa: PLC0415 - lazy: only with device arrays
 
-        pet_cuda.forward_lors(image.reshape(-1), xp.asarray(geom), xp.asarray(dims), lor_first, lor_second, mode,
-                              xp.asarray(tofp), tbins, out2, n_sm=_device_sm_count())
+        g, d, t, launch = _on_device(xp, image, geom, dims, tofp)
+        pet_cuda.forward_lors(image.reshape(-1), g, d, lor_first, lor_second, mode, t, tbins, out2, **launch)
     else:
         from kernels import pet_cpu  # noqa: PLC0415
 
@@ -226,8 +288,11 @@ def joseph_forward(image: Any, origin_xyz_mm: Sequence[float], voxel_size_xyz_mm
 
 def joseph_back(values: Any, image_shape: Sequence[int], origin_xyz_mm: Sequence[float],
                 voxel_size_xyz_mm: Sequence[float], lor_first: Any, lor_second: Any, *, tof: TOFKernel | None = None,
-                tof_bins: Any = None, out: Any = None) -> Any:
-    """Exact adjoint of :func:`joseph_forward`: image (nz, ny, nx) float32; adds into ``out`` when given."""
+                tof_bins: Any = None, out: Any = None, scratch: Any = None) -> Any:
+    """Exact adjoint of :func:`joseph_forward`: image (nz, ny, nx) float32; adds into ``out`` when given.
+
+    ``scratch``: host float32 array of at least :func:`cpu_back_scratch_size` elements for the host
+    path's per-chunk buffers (then a repeated call allocates nothing); ignored on the device."""
     n = _lors(lor_first, lor_second)
     xp = array_module(values=values, lor_first=lor_first, lor_second=lor_second, tof_bins=tof_bins, out=out)
     geom, dims = _image_geometry(origin_xyz_mm, voxel_size_xyz_mm, image_shape)
@@ -239,17 +304,17 @@ def joseph_back(values: Any, image_shape: Sequence[int], origin_xyz_mm: Sequence
     _check_array("out", out, np.float32, shape)
     if n == 0:
         return out
-    tbins = tof_bins if tof_bins is not None else xp.zeros(1, dtype=xp.int32)
+    tbins = _tof_bins_or_stand_in(xp, tof_bins, values)
     y = values.reshape(n, n_val)
     if is_device_array(values):
         from kernels import pet_cuda  # noqa: PLC0415
 
-        pet_cuda.back_lors(y, xp.asarray(geom), xp.asarray(dims), lor_first, lor_second, mode, xp.asarray(tofp),
-                           tbins, out.reshape(-1), n_sm=_device_sm_count())
+        g, d, t, launch = _on_device(xp, values, geom, dims, tofp)
+        pet_cuda.back_lors(y, g, d, lor_first, lor_second, mode, t, tbins, out.reshape(-1), **launch)
     else:
         from kernels import pet_cpu  # noqa: PLC0415
 
-        buf = np.empty((_cpu_chunks(n, out.size), out.size), np.float32)
+        buf = _cpu_back_buffer(n, out.size, scratch)
         pet_cpu.back_lors(y, geom, dims, lor_first, lor_second, mode, tofp, tbins, buf, out.reshape(-1))
     return out
 
@@ -276,8 +341,9 @@ def sinogram_forward(image: Any, origin_xyz_mm: Sequence[float], voxel_size_xyz_
     if is_device_array(image):
         from kernels import pet_cuda  # noqa: PLC0415
 
-        pet_cuda.forward_sino(image.reshape(-1), xp.asarray(geom), xp.asarray(dims), views, xy_a, xy_b, z_a, z_b,
-                              pw, tw, place, mode, xp.asarray(tofp), out.reshape(n, n_val), n_sm=_device_sm_count())
+        g, d, t, launch = _on_device(xp, image, geom, dims, tofp)
+        pet_cuda.forward_sino(image.reshape(-1), g, d, views, xy_a, xy_b, z_a, z_b, pw, tw, place, mode, t,
+                              out.reshape(n, n_val), **launch)
     else:
         from kernels import pet_cpu  # noqa: PLC0415
 
@@ -288,8 +354,9 @@ def sinogram_forward(image: Any, origin_xyz_mm: Sequence[float], voxel_size_xyz_
 
 def sinogram_back(values: Any, image_shape: Sequence[int], origin_xyz_mm: Sequence[float],
                   voxel_size_xyz_mm: Sequence[float], geometry: SinogramGeometry, views: Any, *,
-                  tof: TOFKernel | None = None, out: Any = None) -> Any:
-    """Exact adjoint of :func:`sinogram_forward`; adds into ``out`` (nz, ny, nx) when given."""
+                  tof: TOFKernel | None = None, out: Any = None, scratch: Any = None) -> Any:
+    """Exact adjoint of :func:`sinogram_forward`; adds into ``out`` (nz, ny, nx) when given; ``scratch`` as
+    in :func:`joseph_back`."""
     _views(views, geometry.shape[0])
     xp = array_module(values=values, views=views, out=out)
     geom, dims = _image_geometry(origin_xyz_mm, voxel_size_xyz_mm, image_shape)
@@ -308,11 +375,11 @@ def sinogram_back(values: Any, image_shape: Sequence[int], origin_xyz_mm: Sequen
     if is_device_array(values):
         from kernels import pet_cuda  # noqa: PLC0415
 
-        pet_cuda.back_sino(y, xp.asarray(geom), xp.asarray(dims), views, xy_a, xy_b, z_a, z_b, pw, tw, place, mode,
-                           xp.asarray(tofp), out.reshape(-1), n_sm=_device_sm_count())
+        g, d, t, launch = _on_device(xp, values, geom, dims, tofp)
+        pet_cuda.back_sino(y, g, d, views, xy_a, xy_b, z_a, z_b, pw, tw, place, mode, t, out.reshape(-1), **launch)
     else:
         from kernels import pet_cpu  # noqa: PLC0415
 
-        buf = np.empty((_cpu_chunks(n, out.size), out.size), np.float32)
+        buf = _cpu_back_buffer(n, out.size, scratch)
         pet_cpu.back_sino(y, geom, dims, views, xy_a, xy_b, z_a, z_b, pw, tw, place, mode, tofp, buf, out.reshape(-1))
     return out

@@ -35,17 +35,35 @@ def geom_arrays(shape):
     return g, d
 
 
-def main() -> None:
-    rng = np.random.default_rng(3)
-    img = rng.random(SHAPE).astype(np.float32)
-    geom, dims = geom_arrays(SHAPE)
-    n = 19
+def random_lors(rng: np.random.Generator, n: int = 19) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first ends, second ends, TOF bins) of ``n`` LORs in random directions through the image."""
     u = rng.normal(size=(n, 3))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     mid = rng.uniform(-4, 4, (n, 3))
     a = (mid - 60 * u).astype(np.float32)
     b = (mid + 60 * u).astype(np.float32)
-    tb = rng.integers(0, TOF.n_bins, n).astype(np.int32)
+    return a, b, rng.integers(0, TOF.n_bins, n).astype(np.int32)
+
+
+def sinogram_geometry(rng: np.random.Generator) -> kp.SinogramGeometry:
+    """4 views, 3 planes, 5 radial bins, scanner flipped (FFS-like) and shifted, some bins in gaps."""
+    ang = np.linspace(0, np.pi, 4, endpoint=False)[:, None] + np.linspace(-0.3, 0.3, 5)[None, :] * 0.2
+    off = np.linspace(-6, 6, 5)[None, :]
+    nrm = np.stack([np.cos(ang), np.sin(ang)], -1)
+    tan = np.stack([-np.sin(ang), np.cos(ang)], -1)
+    xy_a = nrm * off[..., None] - 50 * tan
+    xy_b = nrm * off[..., None] + 50 * tan
+    return kp.SinogramGeometry(xy_a, xy_b, np.array([-3.0, 0.0, 2.0]), np.array([-3.0, 1.0, -1.0]),
+                               np.array([1.0, 2.0, 3.0]), (rng.random((4, 5)) > 0.2).astype(np.float32),
+                               (-1.0, 1.0, -1.0), (0.5, -0.5, 1.0))
+
+
+def main() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.random(SHAPE).astype(np.float32)
+    geom, dims = geom_arrays(SHAPE)
+    n = 19
+    a, b, tb = random_lors(rng, n)
     result: dict[str, float | int] = {}
     for label, tof, bins, width in (("none", None, None, 1), ("all", TOF, None, TOF.n_bins), ("one", TOF, tb, 1)):
         mode, tofp, _ = kp._tof_setup(tof, bins, n)
@@ -61,16 +79,8 @@ def main() -> None:
         pet_cuda.back_lors(y, geom, dims, a, b, mode, tofp, tbins, out_b.reshape(-1), **LAUNCH)
         result[f"back_lors_{label}"] = rel(out_b, ref_b)
 
-    # sinogram: 3 of 4 views, 3 planes, 5 radial bins, scanner flipped (FFS-like) and shifted
-    ang = np.linspace(0, np.pi, 4, endpoint=False)[:, None] + np.linspace(-0.3, 0.3, 5)[None, :] * 0.2
-    off = np.linspace(-6, 6, 5)[None, :]
-    nrm = np.stack([np.cos(ang), np.sin(ang)], -1)
-    tan = np.stack([-np.sin(ang), np.cos(ang)], -1)
-    xy_a = nrm * off[..., None] - 50 * tan
-    xy_b = nrm * off[..., None] + 50 * tan
-    g = kp.SinogramGeometry(xy_a, xy_b, np.array([-3.0, 0.0, 2.0]), np.array([-3.0, 1.0, -1.0]),
-                            np.array([1.0, 2.0, 3.0]), (rng.random((4, 5)) > 0.2).astype(np.float32),
-                            (-1.0, 1.0, -1.0), (0.5, -0.5, 1.0))
+    # sinogram: 3 of 4 views
+    g = sinogram_geometry(rng)
     views = np.array([3, 0, 2], np.int64)
     xa, xb, za, zb, pw, tw, place = g.arrays(np)
     m = views.size * 3 * 5

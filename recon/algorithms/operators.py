@@ -42,6 +42,13 @@ def _check_out(name: str, what: str, x: Any, out: Any, expected: tuple[int, ...]
         raise ValueError(f"{name}: {what} out and input live on different devices")
 
 
+def check_into(name: str, what: str, a: Any, a_shape: tuple[int, ...], out: Any, out_shape: tuple[int, ...]) -> None:
+    """The arguments of an ``*_into`` call (``what``: "apply" or "adjoint"): the input's shape, then ``out``'s
+    (shape, float32, the input's device); errors name ``name``."""
+    _check_shape(name, f"{what} input", a, a_shape)
+    _check_out(name, what, a, out, out_shape)
+
+
 def is_inplace_safe(operator: Any) -> bool:
     """True when ``operator``'s ``apply_into`` / ``adjoint_into`` accept ``out`` = the input (its
     ``inplace_safe`` attribute; absent = False)."""
@@ -51,20 +58,21 @@ def is_inplace_safe(operator: Any) -> bool:
 def apply_into(operator: Any, x: Any, out: Any) -> Any:
     """A x written into ``out`` (shape ``out_shape``, float32); returns ``out``. Uses the operator's own
     ``apply_into`` when it has one, else copies ``apply(x)`` into ``out`` (one temporary array)."""
-    return _into(operator, "apply", x, out)
+    return _into(getattr(operator, "apply_into", None), operator.apply, x, out)
 
 
 def adjoint_into(operator: Any, y: Any, out: Any) -> Any:
     """A^T y written into ``out`` (shape ``in_shape``, float32); returns ``out``. Uses the operator's own
     ``adjoint_into`` when it has one, else copies ``adjoint(y)`` into ``out`` (one temporary array)."""
-    return _into(operator, "adjoint", y, out)
+    return _into(getattr(operator, "adjoint_into", None), operator.adjoint, y, out)
 
 
-def _into(operator: Any, method: str, a: Any, out: Any) -> Any:
-    into = getattr(operator, f"{method}_into", None)
+def _into(into: Any, fallback: Any, a: Any, out: Any) -> Any:
+    """``into(a, out)``, or ``out[...] = fallback(a)`` without one. (Literal attribute names: a name built
+    per call, e.g. by an f-string, is a new string that CPython's type attribute cache keeps alive.)"""
     if into is not None:
         return into(a, out)
-    out[...] = getattr(operator, method)(a)
+    out[...] = fallback(a)
     return out
 
 
@@ -90,17 +98,13 @@ class _Checked:
     def apply_into(self, x: Any, out: Any) -> Any:
         """A x written into ``out`` (shape ``out_shape``, float32, x's device), overwritten; returns ``out``.
         ``out`` may be x only when ``inplace_safe``."""
-        name = type(self).__name__
-        _check_shape(name, "apply input", x, self.in_shape)
-        _check_out(name, "apply", x, out, self.out_shape)
+        check_into(type(self).__name__, "apply", x, self.in_shape, out, self.out_shape)
         return self._apply_into(x, out)
 
     def adjoint_into(self, y: Any, out: Any) -> Any:
         """A^T y written into ``out`` (shape ``in_shape``, float32, y's device), overwritten (not added to);
         returns ``out``. ``out`` may be y only when ``inplace_safe``."""
-        name = type(self).__name__
-        _check_shape(name, "adjoint input", y, self.out_shape)
-        _check_out(name, "adjoint", y, out, self.in_shape)
+        check_into(type(self).__name__, "adjoint", y, self.out_shape, out, self.in_shape)
         return self._adjoint_into(y, out)
 
     def _apply(self, x: Any) -> Any:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from kernels import pet_projector as kp
-from recon.backend import resolve_device, to_device
+from recon.algorithms.operators import check_into
+from recon.backend import is_device_array, resolve_device, to_device
 from recon.data.grid import ImageGrid
 from recon.data.pet import ScannerPlacement
 from recon.data.pet_scanner import PETScanner
@@ -64,15 +65,39 @@ def _indices(name: str, indices: Any, n: int) -> np.ndarray:
     return host.astype(np.int64)
 
 
-class _ProjectorOperator:
-    """Shape-checked apply/adjoint around two callables (a LinearOperator)."""
+class _BackScratch:
+    """The host back projection's per-thread buffers, shared by the operators of one projector (they run
+    one at a time): allocated on first use (:func:`kernels.pet_projector.cpu_back_scratch_size`), reused."""
 
-    def __init__(self, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], forward: Any, back: Any):
+    def __init__(self) -> None:
+        self._buffer: np.ndarray | None = None
+
+    def for_image(self, image_shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 scratch large enough for back projections into ``image_shape`` images."""
+        need = kp.cpu_back_scratch_size(image_shape)
+        if self._buffer is None or self._buffer.size < need:
+            self._buffer = np.empty(need, np.float32)
+        return self._buffer
+
+
+class _ProjectorOperator:
+    """Shape-checked apply/adjoint around two callables (a LinearOperator), and their allocation-free
+    ``apply_into`` / ``adjoint_into``.
+
+    ``forward(x, out=None)`` returns A x (into ``out`` when given); ``back(y, out=None, scratch=None)``
+    returns A^T y, added into ``out`` when given, with ``scratch`` for the host path's buffers.
+    """
+
+    inplace_safe = False  # out must not overlap the input (a projection, not an elementwise map)
+
+    def __init__(self, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], forward: Any, back: Any,
+                 scratch: _BackScratch | None = None):
         self.name = name
         self.in_shape = tuple(int(s) for s in in_shape)
         self.out_shape = tuple(int(s) for s in out_shape)
         self._forward = forward
         self._back = back
+        self._scratch = scratch if scratch is not None else _BackScratch()
 
     def apply(self, x: Any) -> Any:
         """A x: image (in_shape) -> projections (out_shape), a new float32 array."""
@@ -85,6 +110,21 @@ class _ProjectorOperator:
         if tuple(y.shape) != self.out_shape:
             raise ValueError(f"{self.name}: adjoint input shape {tuple(y.shape)} != expected {self.out_shape}")
         return self._back(_as_f32(y))
+
+    def apply_into(self, x: Any, out: Any) -> Any:
+        """A x written into ``out`` (out_shape, float32, C-contiguous, x's device); returns ``out``."""
+        check_into(self.name, "apply", x, self.in_shape, out, self.out_shape)
+        self._forward(_as_f32(x), out=out)
+        return out
+
+    def adjoint_into(self, y: Any, out: Any) -> Any:
+        """A^T y written into ``out`` (in_shape, float32, C-contiguous, y's device), overwritten (zeroed,
+        then the back projection added); returns ``out``."""
+        check_into(self.name, "adjoint", y, self.out_shape, out, self.in_shape)
+        out.fill(0)
+        scratch = None if is_device_array(out) else self._scratch.for_image(self.in_shape)
+        self._back(_as_f32(y), out=out, scratch=scratch)
+        return out
 
     def __repr__(self) -> str:
         return f"{self.name}({self.in_shape} -> {self.out_shape})"
@@ -119,6 +159,7 @@ class SinogramProjector:
         self.unit_geometry = kp.SinogramGeometry(xy_a, xy_b, z_a, z_b, np.ones_like(z_a), np.ones_like(present),
                                                  signs, offset)
         self._origin, self._voxel = _image_args(grid)
+        self._scratch = _BackScratch()
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -135,8 +176,10 @@ class SinogramProjector:
         origin, voxel, geom, tof, shape = self._origin, self._voxel, self.geometry, self.tof, self.grid.shape
         return _ProjectorOperator(
             "SinogramOperator", shape, out_shape,
-            lambda x: kp.sinogram_forward(x, origin, voxel, geom, dev_views, tof=tof),
-            lambda y: kp.sinogram_back(y, shape, origin, voxel, geom, dev_views, tof=tof),
+            lambda x, out=None: kp.sinogram_forward(x, origin, voxel, geom, dev_views, tof=tof, out=out),
+            lambda y, out=None, scratch=None: kp.sinogram_back(y, shape, origin, voxel, geom, dev_views, tof=tof,
+                                                               out=out, scratch=scratch),
+            self._scratch,
         )
 
     def line_integrals(self, image: Any, views: Any | None = None) -> Any:
@@ -190,6 +233,7 @@ class ListModeProjector:
         self._b = to_device(np.ascontiguousarray(b, np.float32), self.device)
         self._tof_bins = tb
         self._origin, self._voxel = _image_args(grid)
+        self._scratch = _BackScratch()
 
     def operator(self, event_indices: Any) -> _ProjectorOperator:
         """A_b for the events ``event_indices``: out_shape (len(event_indices),)."""
@@ -200,8 +244,10 @@ class ListModeProjector:
         origin, voxel, tof, shape = self._origin, self._voxel, self.tof, self.grid.shape
         return _ProjectorOperator(
             "ListModeOperator", shape, (host.size,),
-            lambda x: kp.joseph_forward(x, origin, voxel, a, b, tof=tof, tof_bins=tb),
-            lambda y: kp.joseph_back(y, shape, origin, voxel, a, b, tof=tof, tof_bins=tb),
+            lambda x, out=None: kp.joseph_forward(x, origin, voxel, a, b, tof=tof, tof_bins=tb, out=out),
+            lambda y, out=None, scratch=None: kp.joseph_back(y, shape, origin, voxel, a, b, tof=tof, tof_bins=tb,
+                                                             out=out, scratch=scratch),
+            self._scratch,
         )
 
     def line_integrals(self, image: Any, event_indices: Any | None = None) -> Any:

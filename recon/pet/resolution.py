@@ -4,7 +4,11 @@ Per axis, a Gaussian of the given FWHM (mm) sampled at the voxel offsets ``-h..h
 ceil(``truncate_sigmas`` x sigma / voxel size), default 3 sigma) and normalised to sum 1. Outside
 the image counts as zero (zero padding), for the forward and the adjoint alike: the kernel is
 symmetric, so the blur matrix is symmetric and ``adjoint`` is ``apply`` (the pair stays matched).
-Works on NumPy and CuPy arrays (shifted adds on slices, the input's array module).
+Works on NumPy and CuPy arrays (shifted adds on slices, the input's array module). ``apply_into`` /
+``adjoint_into`` allocate nothing after their first call: each axis pass blurs along the first axis of
+a C-contiguous image (contiguous slices: NumPy needs no iteration buffers), the y and x passes on
+transposed copies; the copies, results and shifted products live in three work images held by the
+operator, so one instance serves one caller at a time.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from recon.algorithms.operators import check_into
 from recon.backend import array_module
 from recon.data.grid import ImageGrid
 
@@ -31,21 +36,24 @@ def gaussian_taps(fwhm_mm: float, voxel_mm: float, truncate_sigmas: float = 3.0)
     return (k / k.sum()).astype(np.float32)
 
 
-def _blur_axis(x: Any, taps: np.ndarray, axis: int, xp: Any) -> Any:
-    """out[i] = sum_j taps[j] x[i + j - h] along ``axis``, zero outside."""
+def _blur_first_axis_into(x: Any, taps: np.ndarray, out: Any, products: Any, xp: Any) -> Any:
+    """out[i] = sum_j taps[j] x[i + j - h] along axis 0, zero outside (float32). x, out and ``products``
+    (the weighted shifted copies): C-contiguous, one shape, not overlapping. Slices along axis 0 are
+    contiguous, so NumPy runs every step without its iteration buffers."""
     h = taps.size // 2
-    if h == 0:
-        return x
-    out = x * taps[h]
-    n = x.shape[axis]
+    xp.multiply(x, taps[h], out=out)
+    n = x.shape[0]
     for j in range(1, min(h, n - 1) + 1):
-        lo = [slice(None)] * x.ndim
-        hi = [slice(None)] * x.ndim
-        lo[axis], hi[axis] = slice(0, n - j), slice(j, n)
         w = taps[h + j]  # symmetric: taps[h - j] == taps[h + j]
-        out[tuple(lo)] += w * x[tuple(hi)]
-        out[tuple(hi)] += w * x[tuple(lo)]
+        part = products[: n - j]
+        for dst, src in ((out[: n - j], x[j:]), (out[j:], x[: n - j])):
+            xp.add(dst, xp.multiply(src, w, out=part), out=dst)
     return out
+
+
+def _axes_view(a: Any, order: tuple[int, ...], new: tuple[int, ...]) -> Any:
+    """``a`` (its axis k is image axis order[k]) viewed with image axes ``new``."""
+    return a.transpose([order.index(axis) for axis in new])
 
 
 class GaussianPSF:
@@ -68,20 +76,57 @@ class GaussianPSF:
                      gaussian_taps(fwhm[0], dx, truncate_sigmas))
         self.in_shape = tuple(grid.shape)
         self.out_shape = self.in_shape
+        self.inplace_safe = False  # out must not overlap the input
+        self._work: tuple[Any, Any, Any] | None = None
 
     def apply(self, x: Any) -> Any:
         """G x, a new float32 array in x's array module."""
         if tuple(x.shape) != self.in_shape:
             raise ValueError(f"GaussianPSF: input shape {tuple(x.shape)} != expected {self.in_shape}")
         xp = array_module(x)
-        out = x.astype(xp.float32, copy=True)
-        for axis, taps in enumerate(self.taps):
-            out = _blur_axis(out, taps, axis, xp)
-        return out
+        return self.apply_into(x, xp.empty(self.out_shape, dtype=xp.float32))
 
     def adjoint(self, y: Any) -> Any:
         """G^T y = G y (symmetric kernel, same zero padding)."""
         return self.apply(y)
+
+    def apply_into(self, x: Any, out: Any) -> Any:
+        """G x written into ``out`` (in_shape, float32, x's device, not overlapping x); returns ``out``.
+        Allocates nothing after the first call (float32 x)."""
+        check_into("GaussianPSF", "apply", x, self.in_shape, out, self.out_shape)
+        xp = array_module(x)
+        if x.dtype != np.float32:
+            x = x.astype(xp.float32)
+        passes = [(axis, taps) for axis, taps in enumerate(self.taps) if taps.size > 1]
+        identity = tuple(range(x.ndim))
+        cur, at, order = x, -1, identity  # cur: the image with axes ``order``, C-contiguous, in work[at]
+        work = self._work_images(xp)
+        for k, (axis, taps) in enumerate(passes):
+            if order[0] != axis:  # a transposed copy with this pass's axis first
+                new = (axis,) + tuple(a for a in order if a != axis)
+                at = 1 - at if at >= 0 else 0
+                moved = work[at].reshape([self.in_shape[a] for a in new])
+                moved[...] = _axes_view(cur, order, new)
+                cur, order = moved, new
+            last = k == len(passes) - 1 and order == identity
+            at = 1 - at if at >= 0 else 0
+            dst = out if last else work[at].reshape(cur.shape)
+            cur = _blur_first_axis_into(cur, taps, dst, work[2].reshape(cur.shape), xp)
+        if cur is not out:
+            out[...] = _axes_view(cur, order, identity)
+        return out
+
+    def adjoint_into(self, y: Any, out: Any) -> Any:
+        """G^T y = G y written into ``out``."""
+        return self.apply_into(y, out)
+
+    def _work_images(self, xp: Any) -> tuple[Any, Any, Any]:
+        """Three flat float32 images in ``xp`` (two for the passes, one for their products), allocated on
+        first use (and when the array module changes)."""
+        if self._work is None or array_module(self._work[0]) is not xp:
+            n = math.prod(self.in_shape)
+            self._work = tuple(xp.empty(n, dtype=xp.float32) for _ in range(3))
+        return self._work
 
     def __repr__(self) -> str:
         return f"GaussianPSF(fwhm_xyz_mm={self.fwhm_xyz_mm}, {self.in_shape})"
