@@ -59,3 +59,11 @@ def array_module(**named: Any) -> Any:
             raise ValueError(f"{name} is on {describe(loc)} but {first_name} is on {describe(first_loc)}; "
                              "all arrays must live on one device")
     return xp
+
+
+def module_device_key(xp: Any) -> tuple:
+    """A cache key for arrays made with array module ``xp`` on its current device: (id(xp), device number),
+    the number from ``xp.cuda.runtime.getDevice()`` where the module has it (CuPy), else None. Geometry
+    copies cached under it are never handed to kernels on another GPU of the same process."""
+    runtime = getattr(getattr(xp, "cuda", None), "runtime", None)
+    return (id(xp), None if runtime is None else int(runtime.getDevice()))

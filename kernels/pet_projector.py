@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kernels import pet_math as pm
-from kernels.arrays import array_module, is_device_array, location
+from kernels.arrays import array_module, is_device_array, location, module_device_key
 
 CPU_BUFFER_BYTES = 1 << 30  # per-thread back-projection buffers: at most this much host memory
 # Launch sizes of the device branch (tests under the CUDA simulator make them small).
@@ -113,7 +113,7 @@ class SinogramGeometry:
     def arrays(self, xp: Any) -> tuple:
         """(xy_first, xy_second, z_first, z_second, plane_weights, transaxial_weights, place) in ``xp``
         (made once per array module and cached)."""
-        key = id(xp)
+        key = module_device_key(xp)
         if key not in self._device_cache:
             place = np.array(self.axis_signs + self.offset_mm, np.float64)
             host = (self.xy_first, self.xy_second, self.z_first, self.z_second, self.plane_weights,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.arrays import array_module, is_device_array, location  # noqa: F401 - re-exported
+from kernels.arrays import array_module, is_device_array, location, module_device_key  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class RotateSumGeometry:
         host = (self.cos_t, self.sin_t, self.var_z, self.var_c, self.centers)
         if xp is np:
             return host
-        key = id(xp)
+        key = module_device_key(xp)
         if key not in self._device_cache:
             self._device_cache[key] = tuple(xp.asarray(a) for a in host)
         return self._device_cache[key]
@@ -89,7 +89,7 @@ class RotateSumGeometry:
         (:mod:`kernels.spect_band`), in array module ``xp`` (built there: on the GPU for device modules), once and
         cached; band is
         None when no view blurs across columns (C_{>k} = I). Used by the CUDA path."""
-        key = ("band", id(xp), int(n_cols))
+        key = ("band", module_device_key(xp), int(n_cols))
         if key not in self._device_cache:
             from kernels import spect_band  # noqa: PLC0415
 

@@ -317,3 +317,22 @@ def test_launch_wraps_device_arrays_once_without_host_sync_on_their_stream(monke
     host = np.zeros(3)
     cuda_launch.launch(Kernel(), 1, 32, (host,))
     assert launched["args"][0] is host and launched["cfg"][2] == 0  # NumPy (simulator) arrays pass through
+
+
+def test_geometry_copies_are_cached_per_gpu(monkeypatch):
+    """RotateSumGeometry's device copies are keyed by the array module and its current device, so a model
+    on a second GPU of the same process never receives the first GPU's copies."""
+    import types
+
+    from kernels import spect_projector as sp
+
+    current = {"device": 0}
+    made = []
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(
+        getDevice=lambda: current["device"])), asarray=lambda a: made.append(current["device"]) or ("copy", current["device"]))
+    g = _tiny_geometry()
+    first = g.arrays(fake)
+    assert g.arrays(fake) is first and len(made) == 5  # cached on device 0
+    current["device"] = 1
+    second = g.arrays(fake)
+    assert second is not first and all(c == ("copy", 1) for c in second) and len(made) == 10
