@@ -27,7 +27,7 @@ subset, none over views alone, so the 128^3 case with 15 views per subset launch
   ``total_transmission`` (one thread per ray of every view, once per study).
 Attenuation is computed on the fly from the mu-map, as on the CPU (:mod:`kernels.spect_cpu`).
 Every kernel loops over its elements (grid-stride, or block-stride over tiles and columns), so any
-launch size gives the same result; :func:`launch_config` gives the sizes used, and
+launch size gives the same result; :func:`kernels.spect_launch.launch_config` gives the sizes used, and
 :mod:`kernels.cuda_launch` launches on the arrays' own stream without host syncs.
 """
 from __future__ import annotations
@@ -40,6 +40,8 @@ from numba import cuda
 
 from kernels import spect_math as sm
 from kernels.cuda_launch import launch
+from kernels.spect_launch import (  # noqa: F401 - re-exported: the launch sizes belong with the kernels
+    BLOCK_STRIDE, THREADS, capped_blocks, check_shared_memory, launch_config, shared_bytes, z_tile_rows)
 
 _math = sm.compile_math(cuda.jit(device=True, inline="always"))
 _rotated_to_image = _math["rotated_to_image"]
@@ -54,11 +56,6 @@ _blur_weight = _math["blur_weight"]
 _blur3_1d_at = _math["blur3_1d_at"]
 _blur3 = _math["blur3"]
 
-# Rows per shared-memory tile of ``blur_columns``: one warp's width (the tile's rows are contiguous), fewer
-# for detectors so wide that a tile would exceed the 48 KiB of dynamic shared memory a launch gets without
-# an opt-in attribute (Numba sets none): :func:`z_tile_rows`.
-Z_TILE: int = 32
-SHARED_LIMIT_BYTES: int = 48 * 1024
 
 
 @cuda.jit(device=True, inline="always")
@@ -354,13 +351,6 @@ KERNEL_BODIES = {
     "gather": gather_body,
     "column_band": column_band_body,
 }
-# kernels that loop over tiles or columns with the whole block (shared memory, barriers); the others
-# grid-stride one element per thread
-BLOCK_STRIDE: frozenset = frozenset({"transpose", "blur_columns", "depth_sum", "depth_spread", "column_band"})
-THREADS: dict[str, int] = {"transpose": 256, "total_transmission": 128, "forward_samples": 128, "blur_columns": 256,
-                           "depth_sum": 128, "depth_spread": 128, "back_attenuate": 128, "gather": 256,
-                           "column_band": 128}
-
 KERNELS = {name: cuda.jit(body) for name, body in KERNEL_BODIES.items()}
 
 
@@ -381,70 +371,6 @@ def kernel_signatures() -> dict[str, tuple]:
         "back_attenuate": (f32_2, n, n, t.float64, n, i64, f64, f64, f64, f32_4),
         "gather": (f32_4, i64, f64, f64, f64, n, n, f32_2),
         "column_band": (f64_2, f64_2, f32_4, t.float64[:, :, ::1]),
-    }
-
-
-def _blocks(n: int, threads: int, max_blocks: int | None) -> int:
-    """Blocks of ``threads`` that cover ``n`` elements, at most ``max_blocks`` (the kernels grid-stride)."""
-    blocks = max(1, (n + threads - 1) // threads)
-    return blocks if max_blocks is None else max(1, min(blocks, max_blocks))
-
-
-def _capped(n: int, max_blocks: int | None) -> int:
-    return max(1, n if max_blocks is None else min(n, max_blocks))
-
-
-def z_tile_rows(nc: int) -> int:
-    """Rows per ``blur_columns`` tile for ``nc`` detector columns: 32, or the largest power of two below it whose
-    n_cols x rows float32 tile fits :data:`SHARED_LIMIT_BYTES` (a warp then spans 32 / rows columns, still
-    free of shared-memory bank conflicts)."""
-    rows = Z_TILE
-    while rows > 1 and nc * rows * 4 > SHARED_LIMIT_BYTES:
-        rows //= 2
-    return rows
-
-
-def shared_bytes(name: str, nz: int, nc: int) -> int:
-    """Dynamic shared memory (bytes) of one block of kernel ``name`` (0 for the grid-stride kernels)."""
-    if name == "blur_columns":
-        return nc * z_tile_rows(nc) * 4
-    if name in ("depth_sum", "depth_spread"):
-        return 2 * nz * 4
-    if name == "column_band":
-        return 2 * (nc + 2) * 8
-    return 0
-
-
-def check_shared_memory(nz: int, nc: int) -> None:
-    """Raise ValueError naming the kernel when a detector this size needs more dynamic shared memory per block
-    than :data:`SHARED_LIMIT_BYTES` (the launch would fail on the GPU)."""
-    for name in sorted(BLOCK_STRIDE):
-        need = shared_bytes(name, nz, nc)
-        if need > SHARED_LIMIT_BYTES:
-            raise ValueError(f"{name}: a detector of {nz} rows x {nc} columns needs {need} bytes of shared memory per "
-                             f"block, more than the {SHARED_LIMIT_BYTES} a CUDA launch gets; use the CPU")
-
-
-def launch_config(n_sub_views: int, n_views: int, nz: int, ny: int, nx: int, nc: int, n_depth: int | None = None,
-                  max_blocks: int | None = None, threads: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
-    """(blocks, threads per block) of every kernel for a subset of ``n_sub_views`` views; pure arithmetic,
-    no GPU needed (the launchers below use it, and the tests check it). ``n_depth`` defaults to ``nc``."""
-    t = dict(THREADS, **(threads or {}))
-    if t["blur_columns"] % 32:
-        raise ValueError(f"blur_columns needs a multiple of 32 threads, got {t['blur_columns']}")
-    check_shared_memory(nz, nc)
-    nk = nc if n_depth is None else n_depth
-    rays = n_sub_views * nz * nc
-    return {
-        "transpose": (_capped(-(-nz // 32) * -(-(ny * nx) // 32), max_blocks), t["transpose"]),
-        "total_transmission": (_blocks(n_views * nz * nc, t["total_transmission"], max_blocks), t["total_transmission"]),
-        "forward_samples": (_blocks(rays, t["forward_samples"], max_blocks), t["forward_samples"]),
-        "blur_columns": (_capped(n_sub_views * nk * -(-nz // z_tile_rows(nc)), max_blocks), t["blur_columns"]),
-        "depth_sum": (_capped(n_sub_views * nc, max_blocks), t["depth_sum"]),
-        "depth_spread": (_capped(n_sub_views * nc, max_blocks), t["depth_spread"]),
-        "back_attenuate": (_blocks(rays, t["back_attenuate"], max_blocks), t["back_attenuate"]),
-        "gather": (_blocks(nz * ny * nx, t["gather"], max_blocks), t["gather"]),
-        "column_band": (_capped(n_views * nc, max_blocks), t["column_band"]),  # one profile per view at most
     }
 
 
@@ -512,5 +438,5 @@ def column_band(var_z, var_c, band, partial, threads=None, max_blocks=None):
     t = dict(THREADS, **(threads or {}))["column_band"]
     if partial.shape != (n_prof, nc, t):
         raise ValueError(f"partial must be {(n_prof, nc, t)}, got {tuple(partial.shape)}")
-    blocks = _capped(n_prof * nc, max_blocks)
+    blocks = capped_blocks(n_prof * nc, max_blocks)
     launch(KERNELS["column_band"], blocks, t, (var_z, var_c, band, partial), shared_bytes("column_band", 0, nc))

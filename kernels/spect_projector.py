@@ -212,10 +212,10 @@ def _dummy(xp: Any, like: Any, ndim: int) -> Any:
 
 def check_device_limits(nz: int, n_cols: int) -> None:
     """Raise ValueError when a detector of ``nz`` rows x ``n_cols`` columns cannot run on the CUDA path (shared
-    memory per block, :func:`kernels.spect_cuda.check_shared_memory`); for building a GPU model before any compute."""
-    from kernels import spect_cuda  # noqa: PLC0415 - lazy: only for the GPU
+    memory per block, :func:`kernels.spect_launch.check_shared_memory`); for building a GPU model before any compute."""
+    from kernels.spect_launch import check_shared_memory  # noqa: PLC0415
 
-    spect_cuda.check_shared_memory(int(nz), int(n_cols))
+    check_shared_memory(int(nz), int(n_cols))
 
 
 def attenuation_model(mu: Any, geom: RotateSumGeometry, step_mm: float, n_cols: int) -> AttenuationModel:

@@ -21,6 +21,7 @@ assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUD
 sys.setswitchinterval(5e-4)
 
 from kernels import spect_cuda  # noqa: E402
+from kernels import spect_launch  # noqa: E402
 from kernels import spect_math as sm  # noqa: E402
 from kernels import spect_projector as sp  # noqa: E402
 
@@ -120,9 +121,9 @@ def tall_case(rng: np.random.Generator, z_tile_limit: int | None) -> dict[str, f
     var_z[:, 0] = var_c[:, 0] = 0.0
     g = sp.RotateSumGeometry(np.cos(theta), np.sin(theta), var_z, var_c,
                              np.array([(nk - 1) / 2, (nc - 1) / 2, (ny - 1) / 2, (nx - 1) / 2]))
-    limit = spect_cuda.SHARED_LIMIT_BYTES
+    limit = spect_launch.SHARED_LIMIT_BYTES
     if z_tile_limit is not None:
-        spect_cuda.SHARED_LIMIT_BYTES = z_tile_limit
+        spect_launch.SHARED_LIMIT_BYTES = z_tile_limit
     threads = dict(LAUNCH_THREADS, blur_columns=64, depth_sum=4, depth_spread=4)
     views = np.arange(n_views, dtype=np.int64)
     mu = (rng.random((nz, ny, nx)) * 0.05).astype(np.float32)
@@ -144,7 +145,7 @@ def tall_case(rng: np.random.Generator, z_tile_limit: int | None) -> dict[str, f
            "forward": rel(p, sp.forward(x, g, views, att)), "back": rel(b, sp.back(y, g, views, x.shape, att)),
            "adjoint": abs(float(np.vdot(p.astype(np.float64), y)) - float(np.vdot(x.astype(np.float64), b)))
            / abs(float(np.vdot(p.astype(np.float64), y)))}
-    spect_cuda.SHARED_LIMIT_BYTES = limit
+    spect_launch.SHARED_LIMIT_BYTES = limit
     return out
 
 
