@@ -386,13 +386,6 @@ def to_zlast(image, out, threads=None, max_blocks=None):
     _run("transpose", cfg, (image.reshape(nz, ny * nx), out, False))
 
 
-def add_from_zlast(image_t, out, threads=None, max_blocks=None):
-    """out (nz, ny, nx) += the z-last ``image_t`` (ny * nx, nz), through shared-memory tiles."""
-    nz, ny, nx = out.shape
-    cfg = launch_config(1, 1, nz, ny, nx, 1, 1, max_blocks, threads)
-    _run("transpose", cfg, (image_t, out.reshape(nz, ny * nx), True))
-
-
 def forward_views(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n_sq, views, cos_t, sin_t, var_z, var_c,
                   centers, profile, band, planes, out, threads=None, max_blocks=None):
     """Launch the forward projection of a subset from the z-last image: attenuated samples over rays, the
