@@ -59,6 +59,15 @@ _blur3 = _math["blur3"]
 
 
 @cuda.jit(device=True, inline="always")
+def _ray_of(e, nc, nz):
+    """(subset view, column, row) of flat ray index e, rows fastest (consecutive threads: consecutive z)."""
+    i = e // (nc * nz)
+    r = e - i * nc * nz
+    c = r // nz
+    return i, c, r - c * nz
+
+
+@cuda.jit(device=True, inline="always")
 def _column_blur(acc, tmp, nz, var_z, var_c):
     """Blur ``acc[:nz]`` (one detector column, along z) in place by the row passes of a depth step:
     the passes that carry (var_z, var_c), with the row weight; all threads of the block cooperate."""
@@ -106,16 +115,10 @@ def total_transmission_body(mu_t, ny, nx, views, cos_t, sin_t, centers, step_mm,
     """Grid-stride over rays (i, c, z): out[i, c, z] = exp(-sum over depth of mu x step) for view views[i]."""
     nz = mu_t.shape[1]
     nc = out.shape[1]
-    kc = centers[0]
-    cc = centers[1]
-    cy = centers[2]
-    cx = centers[3]
+    kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
     step = np.float32(step_mm)
     for e in range(cuda.grid(1), views.size * nc * nz, cuda.gridsize(1)):
-        i = e // (nc * nz)
-        r = e - i * nc * nz
-        c = r // nz
-        z = r - c * nz
+        i, c, z = _ray_of(e, nc, nz)
         v = views[i]
         total = 0.0
         for k in range(n_depth):
@@ -132,16 +135,10 @@ def forward_samples_body(image_t, ny, nx, mu_t, trans_total, use_att, step_mm, n
     nz = image_t.shape[1]
     nk = planes.shape[1]
     nc = planes.shape[2]
-    kc = centers[0]
-    cc = centers[1]
-    cy = centers[2]
-    cx = centers[3]
+    kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
     step = np.float32(step_mm)
     for e in range(cuda.grid(1), views.size * nc * nz, cuda.gridsize(1)):
-        i = e // (nc * nz)
-        r = e - i * nc * nz
-        c = r // nz
-        z = r - c * nz
+        i, c, z = _ray_of(e, nc, nz)
         v = views[i]
         grow = np.float32(1.0)
         t_tot = trans_total[v, c, z] if use_att else np.float32(1.0)
@@ -244,16 +241,10 @@ def back_attenuate_body(mu_t, ny, nx, step_mm, n_sq, views, cos_t, sin_t, center
     nz = mu_t.shape[1]
     nk = planes.shape[1]
     nc = planes.shape[2]
-    kc = centers[0]
-    cc = centers[1]
-    cy = centers[2]
-    cx = centers[3]
+    kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
     step = np.float32(step_mm)
     for e in range(cuda.grid(1), views.size * nc * nz, cuda.gridsize(1)):
-        i = e // (nc * nz)
-        r = e - i * nc * nz
-        c = r // nz
-        z = r - c * nz
+        i, c, z = _ray_of(e, nc, nz)
         v = views[i]
         trans = np.float32(1.0)
         for k in range(nk - 1, -1, -1):
@@ -272,10 +263,7 @@ def gather_body(planes, views, cos_t, sin_t, centers, ny, nx, out_t):
     nz = out_t.shape[1]
     nk = planes.shape[1]
     nc = planes.shape[2]
-    kc = centers[0]
-    cc = centers[1]
-    cy = centers[2]
-    cx = centers[3]
+    kc, cc, cy, cx = centers[0], centers[1], centers[2], centers[3]
     for e in range(cuda.grid(1), nz * ny * nx, cuda.gridsize(1)):
         yx = e // nz
         z = e - yx * nz

@@ -1,6 +1,12 @@
 """Shared test configuration: devices to run on, seeded generators, small geometries."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,3 +74,14 @@ def supersampled_cylinder(shape, spacing, radius_mm, half_length_mm, n_sub=8, ce
     zc = (np.arange(nz) - (nz - 1) / 2) * dz
     zin = (np.abs(zc) <= half_length_mm).astype(np.float64)
     return (zin[:, None, None] * frac2d[None]).astype(np.float32)
+
+
+def run_under_cuda_simulator(script: str, timeout_s: float = 300.0) -> dict:
+    """Run ``tests/<script>`` in a subprocess with NUMBA_ENABLE_CUDASIM=1 (the simulator must be chosen before
+    numba.cuda is imported) and return the JSON object its last stdout line prints; fail with its stderr."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, str(root / "tests" / script)], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=timeout_s)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -2,7 +2,6 @@
 logic runs under Numba's CUDA simulator against the CPU path. With a GPU, the real parity test."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import run_under_cuda_simulator
 
 numba_cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed (pip install .[test])")
 
@@ -93,11 +94,7 @@ def test_cuda_launchers_match_cpu_under_simulator():
     a few float32 roundings (both paths run the same kernels.spect_math functions; they differ in
     summation order and fused multiply-adds); 1e-5 after 3 OSEM iterations x 3 subsets.
     """
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_cudasim_parity.py")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_under_cuda_simulator("_cudasim_parity.py")
     assert r["column_elements_per_thread"] > 1
     assert r["columns_per_block"] > 1 and r["tiles_per_block"] > 1
     assert r["band_half_width"] >= 1  # the columns are blurred through a band (its truncation: test_spect_band.py)

@@ -3,12 +3,7 @@ simulator), the operators' ``apply_into`` / ``adjoint_into``, the loop against t
 out in NumPy, and tracemalloc's view of the loop after its first iteration."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tracemalloc
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -30,8 +25,8 @@ from recon.algorithms.protocol import Subset
 from recon.algorithms.reconstruct import build_subsets
 from recon.data import SPECTGeometry, get_collimator
 from recon.spect.system_model import SPECTSystemModel
+from tests.conftest import run_under_cuda_simulator
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- fused kernels, CPU
@@ -114,11 +109,7 @@ def test_fused_launch_configuration_fills_an_h100():
 def test_fused_cuda_kernels_match_cpu_under_simulator():
     """Several elements per simulated thread; every kernel within 1 ulp of the CPU path (equal in fact:
     the simulator has no fused multiply-add)."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_cudasim_osem_parity.py")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_under_cuda_simulator("_cudasim_osem_parity.py")
     assert r["elements_per_thread"] > 1
     for key in ("poisson_ratio", "poisson_ratio_in_place", "poisson_ratio_additive",
                 "poisson_ratio_additive_in_place", "osem_update"):

@@ -2,7 +2,6 @@
 under Numba's CUDA simulator against the CPU path, and the launch configuration is checked."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import run_under_cuda_simulator
 
 pytest.importorskip("numba.cuda", reason="numba-cuda is not installed (pip install .[test])")
 
@@ -56,11 +57,7 @@ def test_pet_kernels_import_neither_recon_nor_cupy():
 def test_pet_cuda_launchers_match_cpu_under_simulator():
     """All four kernels in every TOF mode, several LORs per thread: within 1e-6 of the CPU path (a few
     float32 roundings: same pet_math functions, different summation order of the atomic adds)."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_cudasim_pet_parity.py")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_under_cuda_simulator("_cudasim_pet_parity.py")
     assert r["lors_per_thread"] > 1 and r["sino_bins_per_thread"] > 1
     assert r["sino_nonzero_none"] > 0.3 and r["sino_nonzero_all"] > 0.1
     keys = [k for k in r if k.startswith(("forward_", "back_"))]

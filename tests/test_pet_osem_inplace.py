@@ -4,12 +4,7 @@ loop after its first iteration, and the projector's device branch under the CUDA
 of the small per-geometry arrays made once)."""
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +20,9 @@ from recon.pet.projector import ListModeProjector, SinogramProjector
 from recon.pet.resolution import GaussianPSF
 from recon.pet.simulate import events_from_sinogram
 from recon.pet.system_model import PETListModeModel, PETSinogramModel
+from tests.conftest import run_under_cuda_simulator
 from tests.test_osem_inplace import _peak_growth_after_first_iteration
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = ImageGrid.centered((6, 24, 24), (4.0, 4.0, 4.0))
 # tracemalloc cases: images of 288 KiB and two subsets, so that the interpreter's own few kB (small objects,
 # its free lists) stay a small fraction of an image and of a subset's projections
@@ -194,11 +189,7 @@ def test_device_branch_twice_under_the_simulator_copies_its_constants_once():
     """Every public projector entry's device branch (TOF none / all / one) on simulated device arrays, twice:
     within 1e-6 of the CPU path both times; the second round creates no array in the device module (no
     host-to-device copies of the geometry or TOF parameters, no SM-count query, outputs preallocated)."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "_cudasim_pet_device.py")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_under_cuda_simulator("_cudasim_pet_device.py")
     errors = {k: v for k, v in r.items() if k.startswith(("forward_", "back_"))}
     assert len(errors) == 2 * 10
     assert all(v < 1e-6 for v in errors.values()), errors
